@@ -30,9 +30,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from . import forget, history, log, status
+    from . import ask, chat, forget, history, log, status
 
-    for module in (status, history, log, forget):
+    for module in (status, history, log, forget, ask, chat):
         cli.add_command(module.command)
 
 

@@ -15,7 +15,8 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from contextlib import contextmanager
+from typing import Iterable, Iterator
 
 from sqlite_utils import Database
 
@@ -122,7 +123,7 @@ class Journal:
         self, title: str | None = None, private: bool = False, source: str = "chat"
     ) -> int:
         t = now()
-        with self.db.atomic():
+        with self._write():
             cur = self.db.execute(
                 "INSERT INTO conversations (started_at, updated_at, title, private, source)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -143,7 +144,7 @@ class Journal:
         """Record one turn; it is on disk when this returns."""
         _check_role(role)
         t = now()
-        with self.db.atomic():
+        with self._write():
             self._require_open_conversation(conversation_id)
             cur = self.db.execute(
                 "INSERT INTO messages (conversation_id, role, content, created_at,"
@@ -168,7 +169,7 @@ class Journal:
         for m in messages:
             _check_role(m["role"])
         t = now()
-        with self.db.atomic():
+        with self._write():
             cur = self.db.execute(
                 "INSERT INTO conversations (started_at, updated_at, title, private, source)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -225,14 +226,14 @@ class Journal:
 
     def rename(self, conversation_id: int, title: str) -> None:
         self._require_open_conversation(conversation_id)
-        with self.db.atomic():
+        with self._write():
             self.db.execute(
                 "UPDATE conversations SET title = ? WHERE id = ?", [title, conversation_id]
             )
 
     def set_private(self, conversation_id: int, private: bool = True) -> None:
         self._require_open_conversation(conversation_id)
-        with self.db.atomic():
+        with self._write():
             self.db.execute(
                 "UPDATE conversations SET private = ? WHERE id = ?",
                 [int(private), conversation_id],
@@ -248,7 +249,7 @@ class Journal:
         conversation = self.conversation(conversation_id)
         if conversation.status == "forgotten":
             return 0
-        with self.db.atomic():
+        with self._write():
             cur = self.db.execute(
                 "DELETE FROM messages WHERE conversation_id = ?", [conversation_id]
             )
@@ -296,6 +297,27 @@ class Journal:
         return [r["name"] for r in self.db.query("SELECT name FROM _migrations ORDER BY rowid")]
 
     # -- helpers ---------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """A write transaction that takes the write lock up front.
+
+        A deferred BEGIN that reads first and then writes can fail at once with
+        "database is locked" when another writer committed in between (WAL snapshot
+        conflict; the busy timeout does not help there). BEGIN IMMEDIATE waits instead.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def _scalar(self, sql: str, params: list | None = None) -> int:
         return self.db.execute(sql, params or []).fetchone()[0]

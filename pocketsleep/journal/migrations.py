@@ -13,6 +13,9 @@ from typing import Callable
 
 from sqlite_utils import Database
 
+MIGRATIONS_TABLE_SQL = (
+    "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+)
 MIGRATIONS: list[Callable[[Database], None]] = []
 
 
@@ -37,10 +40,7 @@ def _statements(db: Database, script: str) -> None:
 
 def migrate(db: Database) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations ("
-        " name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-    )
+    db.execute(MIGRATIONS_TABLE_SQL)
     done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
     applied = []
     for fn in MIGRATIONS:

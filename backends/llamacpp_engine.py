@@ -1,0 +1,159 @@
+"""The llama.cpp engine (llama-cpp-python): GGUF models, inference only.
+
+On CPU-only machines it answers much faster than MLX, so chat uses it there with a
+GGUF of the personal model. Chat formatting is llama-cpp-python's own (the chat
+template inside the GGUF); experts are GGUF LoRA adapters (`adapter.gguf` in an
+expert folder, written by `pocketsleep export`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from pocketsleep.errors import InputError, require
+from pocketsleep.models import ResolvedModel
+
+from .base import Engine, GenerationOptions
+
+GGUF_ADAPTER = "adapter.gguf"
+DEFAULT_CONTEXT = 4096
+
+
+def _threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class LlamaCppEngine(Engine):
+    name = "llamacpp"
+
+    def __init__(self, gguf: Path, model_label: str, n_ctx: int = DEFAULT_CONTEXT):
+        super().__init__(model_label)
+        self._lib = require("llama_cpp", "llamacpp", "the llama.cpp engine")
+        self.gguf = Path(gguf)
+        # llama.cpp prints loader chatter to stderr from C; keep the terminal clean.
+        with contextlib.redirect_stderr(io.StringIO()):
+            try:
+                self.llm = self._lib.Llama(
+                    model_path=str(gguf), n_ctx=n_ctx, n_threads=_threads(), verbose=False
+                )
+            except ValueError as e:
+                raise InputError(
+                    f"llama.cpp cannot load {gguf} ({e}); the file may be damaged or of "
+                    "an architecture this llama.cpp does not know"
+                ) from None
+        # Use the GGUF's own chat template, as the MLX engine does; llama-cpp-python
+        # otherwise may guess a built-in format (e.g. chatml) that differs from it.
+        if "tokenizer.chat_template" in self.llm.metadata:
+            self.llm.chat_format = "chat_template.default"
+        self._adapters: list = []
+        self._scales: list[float] = []
+
+    @classmethod
+    def load(cls, resolved: ResolvedModel) -> "LlamaCppEngine":
+        if resolved.format != "gguf":
+            raise InputError(
+                f"the llama.cpp engine needs a GGUF file, and {resolved.path} is an MLX "
+                "folder; use --engine mlx"
+            )
+        return cls(resolved.path, resolved.name)
+
+    # -- generation ---------------------------------------------------------------
+
+    def stream_chat(
+        self, messages: list[dict], options: GenerationOptions = GenerationOptions()
+    ) -> Iterator[str]:
+        chunks = self.llm.create_chat_completion(
+            messages=messages,
+            stream=True,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            max_tokens=options.max_tokens,
+            seed=options.seed,
+        )
+        try:
+            for chunk in chunks:
+                text = chunk["choices"][0]["delta"].get("content")
+                if text:
+                    yield text
+        finally:
+            chunks.close()
+
+    def prompt_text(self, messages: list[dict]) -> str:
+        """The chat prompt exactly as create_chat_completion renders it."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise InputError(f"{self.gguf} has no chat template")
+        # bos/eos text exactly as llama-cpp-python fills them in for its own formatter.
+        bos_id, eos_id = self.llm.token_bos(), self.llm.token_eos()
+        bos = self.llm._model.token_get_text(bos_id) if bos_id != -1 else ""
+        eos = self.llm._model.token_get_text(eos_id) if eos_id != -1 else ""
+        return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)(messages=messages).prompt
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def score(self, messages: list[dict], answer: str) -> list[float]:
+        prompt = self.llm.tokenize(self.prompt_text(messages).encode("utf-8"),
+                                   add_bos=False, special=True)
+        answer_ids = self.llm.tokenize(answer.encode("utf-8"), add_bos=False, special=False)
+        n_vocab = self.llm.n_vocab()
+        self.llm.reset()
+        self.llm.eval(prompt)
+        out = []
+        # One token at a time, reading the last position's logits: no n_ctx × vocab
+        # buffer (logits_all) needed.
+        for token in answer_ids:
+            logits = np.ctypeslib.as_array(
+                self._lib.llama_get_logits_ith(self.llm.ctx, -1), shape=(n_vocab,)
+            ).astype(np.float64)
+            top = logits.max()
+            out.append(float(logits[token] - top - np.log(np.exp(logits - top).sum())))
+            self.llm.eval([token])
+        self.llm.reset()
+        return out
+
+    # -- experts ------------------------------------------------------------------
+
+    def attach_expert(self, path: Path, scale: float = 1.0) -> None:
+        adapter_file = Path(path) / GGUF_ADAPTER
+        if not adapter_file.is_file():
+            raise InputError(
+                f"expert {path} has no {GGUF_ADAPTER} for llama.cpp; "
+                "use --engine mlx or export the expert with `pocketsleep export --lora`"
+            )
+        adapter = self._lib.llama_adapter_lora_init(self.llm.model, str(adapter_file).encode())
+        if not adapter:
+            raise InputError(f"llama.cpp cannot load the adapter {adapter_file}")
+        self._adapters.append(adapter)
+        self._scales.append(scale)
+        self._apply_adapters()
+
+    def detach_experts(self) -> None:
+        adapters = self._adapters
+        self._adapters, self._scales = [], []
+        self._apply_adapters()
+        for adapter in adapters:
+            self._lib.llama_adapter_lora_free(adapter)
+
+    def _apply_adapters(self) -> None:
+        n = len(self._adapters)
+        array = (self._lib.llama_adapter_lora_p_ctypes * n)(*self._adapters) if n else None
+        scales = (ctypes.c_float * n)(*self._scales) if n else None
+        if self._lib.llama_set_adapters_lora(self.llm.ctx, array, n, scales):
+            raise InputError("llama.cpp refused the attached experts")
+        self.llm.reset()  # cached prompt state was computed without them
+
+    def close(self) -> None:
+        if getattr(self, "llm", None) is not None:
+            self.detach_experts()
+            self.llm.close()
+            self.llm = None

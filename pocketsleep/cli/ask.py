@@ -1,0 +1,67 @@
+"""`pocketsleep ask QUESTION`: one closed-book answer, streamed.
+
+No past conversation is put in the context: what the model answers here is what it
+has learned into its weights. This is how memory is probed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from ..backends.base import GenerationOptions
+from ..engines import ENGINES, open_engine
+from ..text import printable
+from .context import CliContext
+
+
+@click.command("ask")
+@click.argument("question")
+@click.option("--model", "-m", help="default, a .gguf file, an MLX folder or a hub id.")
+@click.option("--engine", "-e", type=click.Choice(ENGINES), help="Which engine answers.")
+@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1, 8192))
+@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0, 2),
+              help="0 answers greedily (the same answer every time).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+@click.option("--log", "log", is_flag=True, help="Record the exchange in the journal.")
+@click.pass_obj
+def command(obj: CliContext, question: str, model: str | None, engine: str | None,
+            max_tokens: int, temperature: float, as_json: bool, log: bool) -> None:
+    """Ask the personal model QUESTION, with no past conversations in context."""
+    started = time.perf_counter()
+    llm = open_engine(obj.paths, obj.config, model=model, engine=engine)
+    loaded = time.perf_counter()
+    messages = [{"role": "user", "content": question}]
+    options = GenerationOptions(max_tokens=max_tokens, temperature=temperature)
+    pieces: list[str] = []
+    first_token_at = None
+    try:
+        for piece in llm.stream_chat(messages, options):
+            if first_token_at is None:
+                first_token_at = time.perf_counter()
+            pieces.append(piece)
+            if not as_json:
+                click.echo(printable(piece), nl=False)
+    finally:
+        answer = "".join(pieces)
+        if not as_json:
+            click.echo()
+    done = time.perf_counter()
+    if log:
+        journal = obj.journal
+        cid = journal.start_conversation(title=question[:60], source="ask")
+        journal.add_message(cid, "user", question)
+        journal.add_message(cid, "assistant", answer, token_count=llm.count_tokens(answer))
+    if as_json:
+        click.echo(json.dumps({
+            "question": question,
+            "answer": answer,
+            "model": llm.model_label,
+            "engine": llm.name,
+            "load_seconds": round(loaded - started, 3),
+            "first_token_seconds": round((first_token_at or done) - loaded, 3),
+            "total_seconds": round(done - started, 3),
+        }))
+    llm.close()

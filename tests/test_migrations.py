@@ -1,0 +1,149 @@
+"""The journal schema: exact on a blank database, and every earlier schema upgrades to it."""
+
+import sqlite3
+
+from sqlite_utils import Database
+
+from pocketsleep.journal.migrations import MIGRATIONS, MIGRATIONS_TABLE_SQL, migrate
+
+# The current schema, table by table: (column, type, notnull, default, pk).
+EXPECTED = {
+    "_migrations": [
+        ("name", "TEXT", 0, None, 1),
+        ("applied_at", "TEXT", 1, None, 0),
+    ],
+    "conversations": [
+        ("id", "INTEGER", 0, None, 1),
+        ("started_at", "TEXT", 1, None, 0),
+        ("updated_at", "TEXT", 1, None, 0),
+        ("title", "TEXT", 0, None, 0),
+        ("private", "INTEGER", 1, "0", 0),
+        ("status", "TEXT", 1, "'pending'", 0),
+        ("source", "TEXT", 1, "'chat'", 0),
+    ],
+    "messages": [
+        ("id", "INTEGER", 0, None, 1),
+        ("conversation_id", "INTEGER", 1, None, 0),
+        ("role", "TEXT", 1, None, 0),
+        ("content", "TEXT", 1, None, 0),
+        ("created_at", "TEXT", 1, None, 0),
+        ("model_version", "INTEGER", 0, None, 0),
+        ("token_count", "INTEGER", 0, None, 0),
+        ("state", "TEXT", 1, "'complete'", 0),
+    ],
+    "sleeps": [
+        ("id", "INTEGER", 0, None, 1),
+        ("started_at", "TEXT", 1, None, 0),
+        ("ended_at", "TEXT", 0, None, 0),
+        ("status", "TEXT", 1, "'running'", 0),
+        ("metrics", "TEXT", 0, None, 0),
+        ("error", "TEXT", 0, None, 0),
+    ],
+    "model_versions": [
+        ("id", "INTEGER", 0, None, 1),
+        ("created_at", "TEXT", 1, None, 0),
+        ("base_model", "TEXT", 1, None, 0),
+        ("path", "TEXT", 1, None, 0),
+        ("status", "TEXT", 1, "'ready'", 0),
+        ("notes", "TEXT", 0, None, 0),
+    ],
+    "experts": [
+        ("id", "INTEGER", 0, None, 1),
+        ("created_at", "TEXT", 1, None, 0),
+        ("level", "TEXT", 1, None, 0),
+        ("path", "TEXT", 1, None, 0),
+        ("status", "TEXT", 1, "'active'", 0),
+        ("sleep_id", "INTEGER", 0, None, 0),
+        ("config", "TEXT", 0, None, 0),
+    ],
+    "expert_sources": [
+        ("expert_id", "INTEGER", 1, None, 1),
+        ("conversation_id", "INTEGER", 1, None, 2),
+    ],
+    "dreams": [
+        ("id", "INTEGER", 0, None, 1),
+        ("sleep_id", "INTEGER", 1, None, 0),
+        ("kind", "TEXT", 1, None, 0),
+        ("prompt", "TEXT", 1, None, 0),
+        ("content", "TEXT", 1, None, 0),
+        ("score", "REAL", 0, None, 0),
+        ("selected", "INTEGER", 1, "0", 0),
+    ],
+    "probes": [
+        ("id", "INTEGER", 0, None, 1),
+        ("created_at", "TEXT", 1, None, 0),
+        ("conversation_id", "INTEGER", 0, None, 0),
+        ("expert_id", "INTEGER", 0, None, 0),
+        ("question", "TEXT", 1, None, 0),
+        ("answers", "TEXT", 1, None, 0),
+        ("kind", "TEXT", 1, "'heldout'", 0),
+    ],
+}
+
+
+def schema(db: Database) -> dict:
+    tables = [
+        r[0]
+        for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        ).fetchall()
+    ]
+    return {
+        t: [(c[1], c[2], c[3], c[4], c[5]) for c in db.execute(f"PRAGMA table_info({t})")]
+        for t in tables
+    }
+
+
+def full_sql(db: Database) -> list:
+    return sorted(
+        (r[0], r[1], r[2])
+        for r in db.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+    )
+
+
+def test_blank_database_gets_exact_schema():
+    db = Database(memory=True)
+    applied = migrate(db)
+    assert applied == [m.__name__ for m in MIGRATIONS]
+    assert schema(db) == EXPECTED
+
+
+def test_migrations_are_recorded_and_not_reapplied():
+    db = Database(memory=True)
+    migrate(db)
+    assert migrate(db) == []
+    names = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+    assert names == [m.__name__ for m in MIGRATIONS]
+
+
+def test_every_earlier_schema_upgrades_to_the_current_one():
+    fresh = Database(memory=True)
+    migrate(fresh)
+    for k in range(len(MIGRATIONS)):
+        db = Database(memory=True)
+        # Build the schema as it was after the first k migrations...
+        for fn in MIGRATIONS[:k]:
+            fn(db)
+        db.execute(MIGRATIONS_TABLE_SQL)
+        for fn in MIGRATIONS[:k]:
+            db.execute("INSERT INTO _migrations VALUES (?, 'then')", [fn.__name__])
+        # ...then upgrade it.
+        assert migrate(db) == [m.__name__ for m in MIGRATIONS[k:]]
+        assert full_sql(db) == full_sql(fresh)
+
+
+def test_a_failing_migration_leaves_nothing_behind(monkeypatch):
+    import pocketsleep.journal.migrations as migrations
+
+    def m999_broken(db):
+        db.execute("CREATE TABLE half_done (x)")
+        raise sqlite3.OperationalError("boom")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS + [m999_broken])
+    db = Database(memory=True)
+    try:
+        migrations.migrate(db)
+    except sqlite3.OperationalError:
+        pass
+    assert "half_done" not in db.table_names()
+    assert "m999_broken" not in [r[0] for r in db.execute("SELECT name FROM _migrations")]
