@@ -69,6 +69,11 @@ class LlamaCppEngine(Engine):
     def stream_chat(
         self, messages: list[dict], options: GenerationOptions = GenerationOptions()
     ) -> Iterator[str]:
+        # Evaluate the whole prompt afresh every time. Reusing a cached prefix makes
+        # llama.cpp compute the last prompt token alone, whose logits differ slightly
+        # from the batched ones; on a small quantised model that flips greedy answers,
+        # and closed-book probes must not depend on what was asked before.
+        self.llm.reset()
         chunks = self.llm.create_chat_completion(
             messages=messages,
             stream=True,

@@ -1,0 +1,86 @@
+"""The llama.cpp engine on the embedded model, and `pocketsleep ask` end to end."""
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed by ./install.sh")
+
+from pocketsleep.backends.base import GenerationOptions  # noqa: E402
+from pocketsleep.backends.llamacpp_engine import LlamaCppEngine  # noqa: E402
+from pocketsleep.cli import main  # noqa: E402
+from pocketsleep.errors import InputError  # noqa: E402
+from pocketsleep.journal import Journal  # noqa: E402
+from pocketsleep.models import embedded_model_path  # noqa: E402
+
+pytestmark = pytest.mark.slow
+QUESTION = [{"role": "user", "content": "Name three colours."}]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    e = LlamaCppEngine(embedded_model_path(), "default")
+    yield e
+    e.close()
+
+
+def test_streaming_is_greedy_and_repeatable(engine):
+    options = GenerationOptions(max_tokens=24)
+    pieces = list(engine.stream_chat(QUESTION, options))
+    assert len(pieces) > 3
+    assert "".join(pieces) == engine.chat(QUESTION, options)
+
+
+def test_closing_the_stream_stops_generation(engine):
+    stream = engine.stream_chat(QUESTION, GenerationOptions(max_tokens=200))
+    first = next(stream)
+    stream.close()
+    assert first
+    # The engine is still usable afterwards.
+    assert engine.chat(QUESTION, GenerationOptions(max_tokens=5))
+
+
+def test_score_prefers_the_models_own_answer(engine):
+    answer = engine.chat(QUESTION, GenerationOptions(max_tokens=16))
+    own = engine.score(QUESTION, answer)
+    assert len(own) == engine.count_tokens(answer)
+    assert all(lp <= 0 for lp in own)
+    # Greedy tokens are the argmax at each step: their log-probs are high...
+    assert sum(own) / len(own) > math.log(0.2)
+    # ...and far above those of an unrelated answer.
+    other = engine.score(QUESTION, "Seventeen submarines negotiated quietly with a teapot.")
+    assert sum(other) / len(other) < sum(own) / len(own) - 2
+
+
+def test_score_is_deterministic(engine):
+    a = engine.score(QUESTION, "Red, green and blue.")
+    b = engine.score(QUESTION, "Red, green and blue.")
+    assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_expert_without_gguf_adapter_is_a_clear_error(engine, tmp_path):
+    with pytest.raises(InputError, match="has no adapter.gguf"):
+        engine.attach_expert(tmp_path)
+
+
+def test_truncated_gguf_is_a_clear_error(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(embedded_model_path().read_bytes()[: 2_000_000])
+    with pytest.raises(InputError, match="broken.gguf"):
+        LlamaCppEngine(broken, "broken")
+
+
+def test_ask_prints_json_and_logs_only_when_asked(capsys, data_home):
+    code = main(["ask", "What is frozen water called?", "--engine", "llamacpp",
+                 "--max-tokens", "12", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["engine"] == "llamacpp" and out["answer"]
+    assert not (data_home / "journal.db").exists()
+    code = main(["ask", "What is frozen water called?", "-e", "llamacpp", "--max-tokens",
+                 "12", "--log"])
+    printed = capsys.readouterr().out.strip()
+    assert code == 0 and printed == out["answer"].strip()
+    with Journal.open(data_home / "journal.db") as j:
+        (c,) = j.conversations()
+        assert [m.role for m in j.messages(c.id)] == ["user", "assistant"]

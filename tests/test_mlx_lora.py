@@ -1,0 +1,109 @@
+"""Wearing several LoRA experts at once on a tiny random MLX model."""
+
+import json
+
+import pytest
+
+mx = pytest.importorskip("mlx.core")
+import mlx.nn as nn  # noqa: E402
+from mlx.utils import tree_flatten  # noqa: E402
+from mlx_lm.models import llama  # noqa: E402
+
+from pocketsleep.backends import mlx_lora  # noqa: E402
+from pocketsleep.errors import InputError  # noqa: E402
+
+ARGS = dict(model_type="llama", hidden_size=32, num_hidden_layers=2, intermediate_size=64,
+            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, vocab_size=50)
+
+
+@pytest.fixture
+def model():
+    mx.random.seed(0)
+    m = llama.Model(llama.ModelArgs(**ARGS))
+    m.eval()
+    return m
+
+
+def write_expert(folder, model, layers=(1,), rank=4, scale=2.0, seed=1):
+    mx.random.seed(seed)
+    weights = {}
+    for i in layers:
+        for proj in ("q_proj", "v_proj"):
+            lin = getattr(model.layers[i].self_attn, proj)
+            out_dims, in_dims = lin.weight.shape
+            prefix = f"model.layers.{i}.self_attn.{proj}"
+            weights[f"{prefix}.lora_a"] = mx.random.normal((in_dims, rank)) * 0.2
+            weights[f"{prefix}.lora_b"] = mx.random.normal((rank, out_dims)) * 0.2
+    folder.mkdir(parents=True)
+    mx.save_safetensors(str(folder / "adapters.safetensors"), weights)
+    (folder / "adapter_config.json").write_text(json.dumps({
+        "num_layers": len(layers),
+        "lora_parameters": {"rank": rank, "scale": scale, "dropout": 0.0},
+    }))
+    return weights
+
+
+def logits(model):
+    return model(mx.array([[1, 2, 3, 4, 5]]))
+
+
+def test_attach_changes_output_exactly_as_the_lora_formula(model, tmp_path):
+    base = logits(model)
+    w = write_expert(tmp_path / "e1", model)
+    assert mlx_lora.attach(model, tmp_path / "e1") == 2
+    attached = logits(model)
+    assert not mx.allclose(base, attached, atol=1e-4)
+
+    # The same expert fused into the weights by hand gives the same logits.
+    mlx_lora.detach_all(model)
+    for key in [k for k in w if k.endswith("lora_a")]:
+        name = key[: -len(".lora_a")]
+        lin = dict(model.named_modules())[name]
+        lin.weight = lin.weight + (2.0 * (w[key] @ w[name + ".lora_b"])).T
+    assert mx.allclose(logits(model), attached, atol=1e-4)
+
+
+def test_two_experts_add_up_and_detach_restores_the_base(model, tmp_path):
+    base = logits(model)
+    write_expert(tmp_path / "e1", model, seed=1)
+    write_expert(tmp_path / "e2", model, layers=(0, 1), seed=2)
+    mlx_lora.attach(model, tmp_path / "e1")
+    only1 = logits(model)
+    mlx_lora.attach(model, tmp_path / "e2")
+    both = logits(model)
+    assert not mx.allclose(only1, both, atol=1e-4)
+    mlx_lora.detach_all(model)
+    assert mx.allclose(logits(model), base, atol=1e-6)
+    assert not any(isinstance(m, mlx_lora.ExpertStack) for _, m in model.named_modules())
+
+
+def test_scale_zero_is_the_base_model(model, tmp_path):
+    base = logits(model)
+    write_expert(tmp_path / "e1", model)
+    mlx_lora.attach(model, tmp_path / "e1", scale=0.0)
+    assert mx.allclose(logits(model), base, atol=1e-6)
+
+
+def test_attached_experts_are_frozen(model, tmp_path):
+    write_expert(tmp_path / "e1", model)
+    model.freeze()
+    mlx_lora.attach(model, tmp_path / "e1")
+    assert tree_flatten(model.trainable_parameters()) == []
+
+
+def test_expert_for_another_model_is_refused(model, tmp_path):
+    other = llama.Model(llama.ModelArgs(**{**ARGS, "hidden_size": 64, "intermediate_size": 128}))
+    write_expert(tmp_path / "e1", other)
+    with pytest.raises(InputError, match="does not fit this model"):
+        mlx_lora.attach(model, tmp_path / "e1")
+
+
+def test_damaged_expert_is_a_clear_error(model, tmp_path):
+    d = tmp_path / "e1"
+    d.mkdir()
+    (d / "adapter_config.json").write_text("{}")
+    (d / "adapters.safetensors").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="is damaged"):
+        mlx_lora.attach(model, d)
+    with pytest.raises(InputError, match="not an expert folder"):
+        mlx_lora.attach(model, tmp_path / "missing")
