@@ -11,6 +11,7 @@ import platform
 from .backends.base import Engine
 from .config import Config, Paths
 from .errors import InputError
+from .journal import Journal
 from .models import ResolvedModel, resolve_model
 
 ENGINES = ("auto", "mlx", "llamacpp")
@@ -39,10 +40,16 @@ def choose_engine(requested: str) -> str:
 def open_engine(
     paths: Paths, config: Config, model: str | None = None, engine: str | None = None
 ) -> Engine:
-    """Resolve the model and load it in the chosen engine; record it in the journal."""
+    """Resolve the model and load it in the chosen engine; record it in the journal.
+
+    Safe to call from any thread: the record uses its own short-lived connection.
+    """
     resolved = resolve_model(model or config.model, paths)
     name = choose_engine(engine or config.engine)
-    return load_engine(resolved, name, paths)
+    loaded = load_engine(resolved, name, paths)
+    with Journal.open(paths.ensure().journal) as journal:
+        journal.record_model(**resolved.as_record())
+    return loaded
 
 
 def load_engine(resolved: ResolvedModel, name: str, paths: Paths) -> Engine:

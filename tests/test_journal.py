@@ -137,3 +137,11 @@ def test_two_writers_lose_and_duplicate_nothing(paths):
     with Journal.open(paths.journal) as j:
         for cid in cids:
             assert [m.content for m in j.messages(cid)] == [f"{cid}:{i}" for i in range(50)]
+
+
+def test_resolved_models_are_recorded_once_each(journal):
+    journal.record_model("default", "gguf", "/a/m.gguf", "SmolLM2")
+    journal.record_model("other/model", "mlx", "/b", "other/model")
+    journal.record_model("default", "gguf", "/a/m.gguf", "SmolLM2")
+    got = journal.models()
+    assert sorted(m["spec"] for m in got) == ["default", "other/model"]

@@ -78,6 +78,15 @@ EXPECTED = {
         ("answers", "TEXT", 1, None, 0),
         ("kind", "TEXT", 1, "'heldout'", 0),
     ],
+    "models": [
+        ("id", "INTEGER", 0, None, 1),
+        ("spec", "TEXT", 1, None, 0),
+        ("format", "TEXT", 1, None, 0),
+        ("path", "TEXT", 1, None, 0),
+        ("name", "TEXT", 1, None, 0),
+        ("first_used_at", "TEXT", 1, None, 0),
+        ("last_used_at", "TEXT", 1, None, 0),
+    ],
 }
 
 
@@ -147,3 +156,18 @@ def test_a_failing_migration_leaves_nothing_behind(monkeypatch):
         pass
     assert "half_done" not in db.table_names()
     assert "m999_broken" not in [r[0] for r in db.execute("SELECT name FROM _migrations")]
+
+
+def test_a_real_m001_journal_upgrades_and_keeps_its_conversations(tmp_path):
+    """tests/data/journal-m001.db was written by the first released schema."""
+    import shutil
+    from pathlib import Path
+
+    from pocketsleep.journal import Journal
+
+    copy = tmp_path / "journal.db"
+    shutil.copy(Path(__file__).parent / "data" / "journal-m001.db", copy)
+    with Journal.open(copy) as j:
+        assert j.schema_version() == [m.__name__ for m in MIGRATIONS]
+        assert [m.content for m in j.messages(1)] == ["My dog is Biscuit."]
+        assert schema(j.db) == EXPECTED

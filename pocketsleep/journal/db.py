@@ -273,6 +273,23 @@ class Journal:
         found = self.sleeps(limit=1)
         return found[0] if found else None
 
+    # -- models ----------------------------------------------------------------
+
+    def record_model(self, spec: str, format: str, path: str, name: str) -> None:
+        """Remember a resolved model (first and last use)."""
+        t = now()
+        with self._write():
+            self.db.execute(
+                "INSERT INTO models (spec, format, path, name, first_used_at, last_used_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (spec, path)"
+                " DO UPDATE SET last_used_at = excluded.last_used_at, name = excluded.name,"
+                " format = excluded.format",
+                [spec, format, path, name, t, t],
+            )
+
+    def models(self) -> list[dict]:
+        return list(self.db.query("SELECT * FROM models ORDER BY last_used_at DESC, id DESC"))
+
     # -- summary ---------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:

@@ -142,3 +142,23 @@ def m001_initial(db: Database) -> None:
         );
         """
     )
+
+
+@migration
+def m002_models(db: Database) -> None:
+    # Every model the user has resolved (--model / config), for status and provenance.
+    _statements(
+        db,
+        """
+        CREATE TABLE models (
+            id INTEGER PRIMARY KEY,
+            spec TEXT NOT NULL,
+            format TEXT NOT NULL CHECK (format IN ('gguf', 'mlx')),
+            path TEXT NOT NULL,
+            name TEXT NOT NULL,
+            first_used_at TEXT NOT NULL,
+            last_used_at TEXT NOT NULL,
+            UNIQUE (spec, path)
+        );
+        """,
+    )
