@@ -24,26 +24,32 @@ ADAPTER_WEIGHTS = "adapters.safetensors"
 
 
 class ExpertStack(nn.Module):
-    """A frozen linear layer plus a list of frozen low-rank experts."""
+    """A frozen linear layer, a list of frozen low-rank experts, and at most one
+    trainable expert (`new_a`, `new_b`): tonight's, while sleep trains it."""
 
     def __init__(self, linear: nn.Module):
         super().__init__()
         self.linear = linear
-        self.lora_as: list[mx.array] = []
-        self.lora_bs: list[mx.array] = []
-        self.scales: list[float] = []
+        # Frozen experts are kept outside the module's parameter tree (a plain
+        # attribute, not a registered list): they are never trained, and a list of
+        # frozen arrays in the tree confuses optimizer updates.
+        object.__setattr__(self, "experts", [])  # [(lora_a, lora_b, scale)]
+        self.new_scale = 0.0
         self.freeze()
 
+    @property
+    def has_new(self) -> bool:
+        return "new_a" in self
+
     def add(self, lora_a: mx.array, lora_b: mx.array, scale: float) -> None:
-        self.lora_as.append(lora_a)
-        self.lora_bs.append(lora_b)
-        self.scales.append(scale)
-        self.freeze()
+        self.experts.append((lora_a, lora_b, scale))
 
     def __call__(self, x: mx.array) -> mx.array:
         y = self.linear(x)
-        for a, b, s in zip(self.lora_as, self.lora_bs, self.scales):
+        for a, b, s in self.experts:
             y = y + (s * ((x @ a.astype(x.dtype)) @ b.astype(x.dtype))).astype(y.dtype)
+        if "new_a" in self:
+            y = y + (self.new_scale * ((x @ self.new_a) @ self.new_b)).astype(y.dtype)
         return y
 
 
@@ -92,6 +98,69 @@ def attach(model: nn.Module, path: Path, scale: float = 1.0) -> int:
     if wrapped:
         model.update_modules(tree_unflatten(wrapped))
     return len(pairs)
+
+
+def add_trainable_expert(
+    model: nn.Module, num_layers: int, keys: list[str], rank: int, scale: float, seed: int = 0
+) -> list[str]:
+    """Parameter expansion: give the last `num_layers` blocks a new low-rank expert on
+    the projections named in `keys` (e.g. "self_attn.q_proj"); freeze everything else.
+
+    As in LoRA, A starts small and random and B at zero, so the model's output is
+    unchanged until training moves B. Returns the full names of the touched layers.
+    """
+    model.freeze()
+    key = mx.random.key(seed)
+    layers = model.layers[-num_layers:] if num_layers > 0 else []
+    offset = len(model.layers) - len(layers)
+    touched, wrapped = [], []
+    modules = dict(model.named_modules())
+    for i, _ in enumerate(layers, start=offset):
+        for k in keys:
+            name = f"model.layers.{i}.{k}"
+            target = modules.get(name)
+            if target is None:
+                raise InputError(f"this model has no layer {name}; check the expert keys")
+            if not isinstance(target, ExpertStack):
+                target = ExpertStack(target)
+                wrapped.append((name, target))
+            out_dims, in_dims = target.linear.weight.shape
+            if isinstance(target.linear, nn.QuantizedLinear):
+                in_dims = in_dims * 32 // target.linear.bits
+            key, sub = mx.random.split(key)
+            bound = 1 / in_dims**0.5
+            target.new_a = mx.random.uniform(-bound, bound, (in_dims, rank), key=sub)
+            target.new_b = mx.zeros((rank, out_dims))
+            target.new_scale = scale
+            target.unfreeze(keys=["new_a", "new_b"], recurse=False)
+            touched.append(name)
+    if wrapped:
+        model.update_modules(tree_unflatten(wrapped))
+    return touched
+
+
+def trainable_expert_weights(model: nn.Module) -> dict[str, mx.array]:
+    """Tonight's expert in mlx-lm's adapter layout (`<layer>.lora_a` / `.lora_b`)."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, ExpertStack) and m.has_new:
+            out[f"{name}.lora_a"] = m.new_a
+            out[f"{name}.lora_b"] = m.new_b
+    return out
+
+
+def save_trainable_expert(model: nn.Module, folder: Path, config: dict) -> None:
+    """Write tonight's expert as an mlx-lm adapter folder (caller makes it atomic)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(folder / ADAPTER_WEIGHTS), trainable_expert_weights(model))
+    (folder / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
+
+
+def drop_trainable_expert(model: nn.Module) -> None:
+    for _, m in model.named_modules():
+        if isinstance(m, ExpertStack) and m.has_new:
+            del m["new_a"], m["new_b"]
+            m.new_scale = 0.0
 
 
 def detach_all(model: nn.Module) -> None:

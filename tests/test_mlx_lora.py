@@ -107,3 +107,44 @@ def test_damaged_expert_is_a_clear_error(model, tmp_path):
         mlx_lora.attach(model, d)
     with pytest.raises(InputError, match="not an expert folder"):
         mlx_lora.attach(model, tmp_path / "missing")
+
+
+def test_trainable_expert_starts_as_identity_trains_alone_and_saves(model, tmp_path):
+    import mlx.optimizers as optim
+
+    write_expert(tmp_path / "old", model)
+    mlx_lora.attach(model, tmp_path / "old")
+    before = logits(model)
+    touched = mlx_lora.add_trainable_expert(
+        model, num_layers=1, keys=["self_attn.q_proj", "mlp.down_proj"], rank=4, scale=8.0)
+    assert touched == ["model.layers.1.self_attn.q_proj", "model.layers.1.mlp.down_proj"]
+    assert mx.allclose(logits(model), before, atol=1e-6)  # B starts at zero
+    trainable = dict(tree_flatten(model.trainable_parameters()))
+    assert sorted(trainable) == sorted(
+        f"{n}.{leaf}" for n in touched for leaf in ("new_a", "new_b"))
+    frozen_before = {k: v for k, v in tree_flatten(model.parameters()) if "new_" not in k}
+
+    def loss_fn(m):
+        out = m(mx.array([[1, 2, 3, 4]]))
+        return nn.losses.cross_entropy(out[0, :-1], mx.array([2, 3, 4])).mean()
+
+    opt = optim.Adam(learning_rate=1e-2)
+    step = nn.value_and_grad(model, loss_fn)
+    first = None
+    for _ in range(20):
+        loss, grads = step(model)
+        opt.update(model, grads)
+        mx.eval(model.parameters())
+        first = first if first is not None else loss.item()
+    assert loss.item() < first
+    for k, v in tree_flatten(model.parameters()):
+        if "new_" not in k:
+            assert mx.array_equal(v, frozen_before[k]), k  # nothing else moved
+
+    trained = logits(model)
+    mlx_lora.save_trainable_expert(model, tmp_path / "tonight",
+                                   {"num_layers": 1, "lora_parameters": {"rank": 4, "scale": 8.0}})
+    mlx_lora.drop_trainable_expert(model)
+    assert mx.allclose(logits(model), before, atol=1e-6)
+    mlx_lora.attach(model, tmp_path / "tonight")
+    assert mx.allclose(logits(model), trained, atol=1e-5)
