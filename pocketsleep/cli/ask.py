@@ -13,6 +13,7 @@ import click
 
 from ..backends.base import GenerationOptions
 from ..engines import ENGINES, open_engine
+from ..prompts import closed_book
 from ..text import printable
 from .context import CliContext
 
@@ -33,7 +34,7 @@ def command(obj: CliContext, question: str, model: str | None, engine: str | Non
     started = time.perf_counter()
     llm = open_engine(obj.paths, obj.config, model=model, engine=engine)
     loaded = time.perf_counter()
-    messages = [{"role": "user", "content": question}]
+    messages = closed_book(question)
     options = GenerationOptions(max_tokens=max_tokens, temperature=temperature)
     pieces: list[str] = []
     first_token_at = None
