@@ -1,0 +1,44 @@
+"""`pocketsleep chat`: talk to the assistant in a terminal app (Textual)."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import JournalError, require
+from .context import CliContext
+
+
+@click.command("chat")
+@click.option("--model", "-m", metavar="M",
+              help="Model to talk to (default: the `model` setting): 'default', a folder,"
+                   " a .gguf file or a Hugging Face repo id.")
+@click.option("--engine", type=click.Choice(["mlx", "llamacpp"]),
+              help="Engine to answer with (default: the `engine` setting).")
+@click.option("--conversation", "-c", "conversation_id", type=int, metavar="ID",
+              help="Open conversation ID (from `pocketsleep history`) to continue it.")
+@click.pass_obj
+def command(obj: CliContext, model: str | None, engine: str | None,
+            conversation_id: int | None) -> None:
+    """Chat with the assistant; every turn is saved to the journal.
+
+    Keys: Enter sends, Esc stops an answer, Ctrl+P opens the command palette,
+    F1 lists every key.
+    """
+    require("textual", "chat", "pocketsleep chat")
+    from ..tui.app import PocketsleepApp
+
+    paths = obj.paths.ensure()
+    config = obj.config
+    journal = obj.journal
+    if conversation_id is not None:
+        if journal.conversation(conversation_id).status == "forgotten":
+            raise JournalError(f"conversation {conversation_id} was forgotten")
+
+    def engine_factory():
+        # Imported here: loading a model is slow and happens in the app's worker.
+        from ..engines import open_engine
+
+        return open_engine(paths, config, model=model, engine=engine)
+
+    PocketsleepApp(journal, engine_factory, paths=paths,
+                   conversation_id=conversation_id).run()

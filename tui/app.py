@@ -1,0 +1,195 @@
+"""`pocketsleep chat`: the Textual app.
+
+The app owns what outlives one screen: the journal (used on this thread only), the
+engine (created by `engine_factory` in a thread worker, so the window appears at
+once and says "loading model…" meanwhile), and background subcommand jobs.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+
+from pocketsleep.backends.base import Engine, GenerationOptions
+from pocketsleep.config import Paths
+from pocketsleep.journal import Journal
+from pocketsleep.text import printable
+
+from .commands import chat_commands
+from .jobs import Job
+from .screens import ChatScreen, ConfirmScreen, HelpScreen
+from .screens.answering import describe_error
+from .screens.help import key_rows
+from .widgets import JobPanel
+
+ENGINE_CLOSE_WAIT_S = 2.0
+NOTIFY_MAX_CHARS = 600
+
+
+class PocketsleepApp(App):
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
+    TITLE = "pocketsleep"
+    BINDINGS = [Binding("f1", "help", "Help")]
+
+    class EngineReady(Message):
+        def __init__(self, engine: Engine) -> None:
+            super().__init__()
+            self.engine = engine
+
+    class EngineFailed(Message):
+        def __init__(self, error: BaseException) -> None:
+            super().__init__()
+            self.error = error
+
+    def __init__(
+        self,
+        journal: Journal,
+        engine_factory: Callable[[], Engine],
+        *,
+        paths: Paths | None = None,
+        conversation_id: int | None = None,
+        options: GenerationOptions | None = None,
+    ) -> None:
+        super().__init__()
+        self.journal = journal
+        self.engine_factory = engine_factory
+        self.paths = paths
+        self.options = options or GenerationOptions(max_tokens=512)
+        self.engine: Engine | None = None
+        self.engine_state = "loading"  # loading | ready | failed
+        self.engine_error: str | None = None
+        self.engine_lock = threading.Lock()  # held while the engine computes
+        self.jobs: list[Job] = []
+        self.chat = ChatScreen(conversation_id)
+
+    def on_mount(self) -> None:
+        self.push_screen(self.chat)
+        self.load_engine()
+
+    # -- the engine ----------------------------------------------------------------
+
+    def engine_label(self) -> str:
+        if self.engine is not None:
+            return f"{self.engine.name} · {self.engine.model_label}"
+        return "loading model…" if self.engine_state == "loading" else "no model"
+
+    def load_engine(self) -> None:
+        self.engine_state, self.engine_error = "loading", None
+        if self.chat.is_mounted:
+            self.chat.refresh_status()
+        self.run_worker(self._create_engine, name="load-engine", group="engine",
+                        thread=True, exit_on_error=False)
+
+    def _create_engine(self) -> None:
+        """Thread body: run the (slow) factory; report back by message."""
+        try:
+            engine = self.engine_factory()
+        except Exception as e:  # a missing model must not take the app down
+            self.post_message(self.EngineFailed(e))
+        else:
+            self.post_message(self.EngineReady(engine))
+
+    def on_pocketsleep_app_engine_ready(self, message: EngineReady) -> None:
+        self.engine, self.engine_state = message.engine, "ready"
+        self.chat.refresh_status()
+        self.chat.engine_ready()
+
+    async def on_pocketsleep_app_engine_failed(self, message: EngineFailed) -> None:
+        self.engine_state = "failed"
+        self.engine_error = describe_error(message.error)
+        self.notify(f"Could not load the model: {self.engine_error}", severity="error",
+                    timeout=15)
+        self.chat.refresh_status()
+        await self.chat.engine_failed()
+
+    def _close_engine(self) -> None:
+        # Never free a model another thread is still computing with.
+        if self.engine is not None and self.engine_lock.acquire(timeout=ENGINE_CLOSE_WAIT_S):
+            try:
+                self.engine.close()
+            except Exception:
+                pass
+            finally:
+                self.engine_lock.release()
+        self.engine = None
+
+    # -- background subcommands ----------------------------------------------------
+
+    async def run_subcommand(self, title: str, *args: str,
+                             argv_prefix: list[str] | None = None) -> Job:
+        """Run `pocketsleep <args>` in its own process, its progress shown in the chat."""
+        for job in self.jobs:
+            if job.running and job.args == list(args):
+                self.notify(f"{job.title} is already running.", severity="warning")
+                return job
+        job = Job(title, list(args), self.paths, argv_prefix)
+        self.jobs.append(job)
+        view = await self.chat.query_one(JobPanel).add(job)
+        self.run_worker(partial(job.run, view.post_message), name=f"job-{job.id}",
+                        group="jobs", thread=True, exit_on_error=False)
+        return job
+
+    def on_job_finished(self, message: Job.Finished) -> None:
+        job = next((j for j in self.jobs if j.id == message.job_id), None)
+        title = job.title if job else "Job"
+        if message.returncode == 0:
+            self.notify(f"{title} finished.")
+        else:
+            self.notify(f"{title} failed (exit {message.returncode}): {message.last_line}",
+                        severity="error", timeout=15)
+        self.jobs = [j for j in self.jobs if j.running]
+        self.chat.refresh_all()  # a sleep changes statuses and the last-sleep line
+
+    # -- palette, help, quit ---------------------------------------------------------
+
+    def notify(self, message: str, *, title: str = "", severity="information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Notifications often quote untrusted text (engine errors, job output):
+        no markup, control characters made visible, and never more than a screenful."""
+        text = printable(str(message))
+        if len(text) > NOTIFY_MAX_CHARS:
+            text = text[:NOTIFY_MAX_CHARS] + "…"
+        super().notify(text, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        if isinstance(screen, ChatScreen):
+            yield from chat_commands(self, screen)
+        yield from super().get_system_commands(screen)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            rows = key_rows(ChatScreen.BINDINGS, self.get_key_display)
+            self.push_screen(HelpScreen(rows))
+
+    async def action_quit(self) -> None:
+        running = [j for j in self.jobs if j.running]
+        if not running:
+            await self._quit()
+            return
+        names = ", ".join(j.title for j in running)
+
+        async def done(yes: bool | None) -> None:
+            if yes:
+                await self._quit()
+
+        self.push_screen(ConfirmScreen(f"{names} is still running. Quit and stop it?",
+                                       yes="Quit"), done)
+
+    async def _quit(self) -> None:
+        for job in self.jobs:
+            job.stop()
+        if self.chat.is_mounted:
+            await self.chat.action_stop()  # keep the partial answer
+        self.exit()
+
+    def on_unmount(self) -> None:
+        for job in self.jobs:
+            job.stop()
+        self._close_engine()

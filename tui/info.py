@@ -1,0 +1,66 @@
+"""What the status bar says: engine, personal model, last and next sleep, backlog.
+
+Each fact comes from one small function so that later features (model versions,
+scheduling) fill in their part here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pocketsleep.config import Paths
+from pocketsleep.journal import Journal, Sleep
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    engine: str  # "fake · default", "loading model…", "no model"
+    personal_model: str  # "base" until the first morning merge
+    last_sleep: str  # "never", "2026-01-05 03:00 succeeded"
+    waiting: int  # conversations waiting to be consolidated
+    next_sleep: str  # "not scheduled", "2026-01-06 03:00"
+
+
+def format_when(iso: str) -> str:
+    """A journal timestamp (UTC ISO) as local 'YYYY-MM-DD HH:MM'."""
+    try:
+        when = dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if when.tzinfo is not None:
+        when = when.astimezone()
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def describe_sleep(sleep: Sleep | None) -> str:
+    if sleep is None:
+        return "never"
+    return f"{format_when(sleep.started_at)} {sleep.status}"
+
+
+def personal_model_version(journal: Journal, paths: Paths | None) -> str:
+    """The personal model in use: "base" until a morning merge has made version 1.
+
+    The model store fills this in once it exists (the journal's `model_versions`).
+    """
+    return "base"
+
+
+def next_scheduled_sleep(paths: Paths | None) -> dt.datetime | None:
+    """When the next scheduled sleep runs, or None when none is scheduled.
+
+    The one place the chat app asks; the scheduling feature fills it in.
+    """
+    return None
+
+
+def gather_status(journal: Journal, paths: Paths | None, engine: str) -> StatusInfo:
+    nxt = next_scheduled_sleep(paths)
+    return StatusInfo(
+        engine=engine,
+        personal_model=personal_model_version(journal, paths),
+        last_sleep=describe_sleep(journal.last_sleep()),
+        waiting=journal.counts()["waiting"],
+        next_sleep="not scheduled" if nxt is None else nxt.strftime("%Y-%m-%d %H:%M"),
+    )
