@@ -216,7 +216,8 @@ def _describe(lib: ctypes.CDLL, path: str, source: str) -> str:
             pass
         try:
             threads = int(lib.openblas_get_num_threads())
-            extra = ", ".join(x for x in (core, f"{threads} threads") if x)
+            plural = "" if threads == 1 else "s"
+            extra = ", ".join(x for x in (core, f"{threads} thread{plural}") if x)
         except AttributeError:
             extra = core or ""
         name = f"{name} ({extra})" if extra else name

@@ -80,8 +80,10 @@ def worker(repeat: int) -> dict:
             "prefill_tps": max(runs["prefill_tps"]), "decode_tps": max(runs["decode_tps"])}
 
 
-def run_side(env_blas: str | None, repeat: int) -> dict:
+def run_side(env_blas: str | None, repeat: int, threads: int | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if threads:
+        env["OPENBLAS_NUM_THREADS"] = str(threads)
     env.pop("POCKETSLEEP_BLAS", None)
     if env_blas:
         env["POCKETSLEEP_BLAS"] = env_blas
@@ -106,6 +108,9 @@ def cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blas", help="library for the fixed side (default: auto)")
+    parser.add_argument("--threads", type=int,
+                        help="OPENBLAS_NUM_THREADS for the fixed side (default: OpenBLAS's "
+                             "own, one per core; 1 is steadier on a busy machine)")
     parser.add_argument("--repeat", type=int, default=2,
                         help="runs per side; the best is shown (default 2)")
     parser.add_argument("--json", action="store_true", help="print the raw figures too")
@@ -115,10 +120,12 @@ def main() -> None:
         print(json.dumps(worker(args.repeat)))
         return
 
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; {platform.system()} "
-          f"{platform.machine()}; Python {platform.python_version()}", flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores (load {load:.1f}); "
+          f"{platform.system()} {platform.machine()}; Python {platform.python_version()}",
+          flush=True)
     ref = run_side("off", args.repeat)
-    fast = run_side(args.blas, args.repeat)
+    fast = run_side(args.blas, args.repeat, args.threads)
     if fast["blas"] == ref["blas"]:
         print("WARNING: no optimised BLAS was picked up; run install_blas.sh")
     print(f"MLX {fast['mlx']}")
