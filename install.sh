@@ -108,7 +108,7 @@ say "Installing pocketsleep[$extras]"
 # --- a fast BLAS for MLX on Linux CPUs ----------------------------------------------------
 if [ "$mlx" = "mlx[cpu]" ] && [ -f install_blas.sh ]; then
   say "Providing an optimised BLAS for MLX on this CPU"
-  bash install_blas.sh "$root/.venv" || echo "warning: no optimised BLAS; MLX training on CPU will be slow" >&2
+  bash install_blas.sh "$root/.venv/bin/python"
 fi
 
 # --- on the PATH --------------------------------------------------------------------------
