@@ -37,7 +37,9 @@ def _env(**overrides) -> dict:
 
 def run_json(code: str, timeout: int = 300, **env) -> dict:
     """Run `code` in a fresh interpreter; it prints one JSON object last."""
-    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=_env(**env),
+    # Snippets load cpu_blas by path: importing pocketsleep.backends would enable it.
+    code = textwrap.dedent(code).replace("CPU_BLAS_FILE", repr(cpu_blas.__file__))
+    run = subprocess.run([sys.executable, "-c", code], env=_env(**env),
                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
@@ -46,7 +48,8 @@ def run_json(code: str, timeout: int = 300, **env) -> dict:
 # Enable (or not), then a matmul and some LAPACK calls on the CPU checked against numpy.
 PROBE = """
     import json, sys, time
-    from pocketsleep.backends import cpu_blas
+    import runpy, types
+    cpu_blas = types.SimpleNamespace(**runpy.run_path(CPU_BLAS_FILE))
     if "--mlx-first" in sys.argv:
         import mlx.core
     desc = cpu_blas.enable_fast_blas()
@@ -207,7 +210,8 @@ def test_an_unusable_chosen_library_is_refused(tmp_path):
 def test_calling_twice_returns_the_same(fast_blas):
     result = run_json("""
         import json
-        from pocketsleep.backends import cpu_blas
+        import runpy, types
+        cpu_blas = types.SimpleNamespace(**runpy.run_path(CPU_BLAS_FILE))
         first = cpu_blas.enable_fast_blas(); second = cpu_blas.enable_fast_blas()
         print(json.dumps([first, second]))
     """, **fast_blas)
@@ -216,7 +220,8 @@ def test_calling_twice_returns_the_same(fast_blas):
 
 LORA = """
     import json
-    from pocketsleep.backends import cpu_blas
+    import runpy, types
+    cpu_blas = types.SimpleNamespace(**runpy.run_path(CPU_BLAS_FILE))
     desc = cpu_blas.enable_fast_blas()
     import mlx.core as mx, mlx.nn as nn, mlx.optimizers as optim
     from mlx_lm.models import llama
