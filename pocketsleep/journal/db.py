@@ -290,6 +290,14 @@ class Journal:
     def models(self) -> list[dict]:
         return list(self.db.query("SELECT * FROM models ORDER BY last_used_at DESC, id DESC"))
 
+    # -- experts ---------------------------------------------------------------
+
+    def active_experts(self) -> list[dict]:
+        """The experts the personal model wears (status 'active'), oldest first."""
+        return list(self.db.query(
+            "SELECT * FROM experts WHERE status = 'active' ORDER BY created_at, id"
+        ))
+
     # -- summary ---------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
