@@ -11,6 +11,7 @@ mlx-lm's own tools can read a single expert too.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlx.core as mx
@@ -154,6 +155,21 @@ def save_trainable_expert(model: nn.Module, folder: Path, config: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     mx.save_safetensors(str(folder / ADAPTER_WEIGHTS), trainable_expert_weights(model))
     (folder / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
+
+
+@contextmanager
+def without_trainable_expert(model: nn.Module):
+    """Temporarily switch tonight's expert off: the model is then the pre-sleep
+    personal model (the teacher, and the gate's "before")."""
+    stacks = [m for _, m in model.named_modules() if isinstance(m, ExpertStack) and m.has_new]
+    scales = [m.new_scale for m in stacks]
+    for m in stacks:
+        m.new_scale = 0.0
+    try:
+        yield model
+    finally:
+        for m, scale in zip(stacks, scales):
+            m.new_scale = scale
 
 
 def drop_trainable_expert(model: nn.Module) -> None:

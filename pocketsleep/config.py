@@ -96,6 +96,11 @@ class Paths:
         """LoRA experts, one folder each."""
         return self.home / "experts"
 
+    def expert_folder(self, stored: str) -> Path:
+        """An expert's folder from its journal path (stored relative to `experts`)."""
+        path = Path(stored)
+        return path if path.is_absolute() else self.experts / path
+
     @property
     def logs(self) -> Path:
         return self.home / "logs"

@@ -45,3 +45,64 @@ def in_context(history: str, question: str) -> list[dict]:
     and the in-context baseline)."""
     system = f"{SYSTEM_PROMPT}\n\n{HISTORY_HEADER}\n{history}" if history else SYSTEM_PROMPT
     return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+# -- sleep: self-study -------------------------------------------------------------
+
+# Few-shot, raw completion: a 135M chat model follows this pattern far better than an
+# instruction to "write a question" (measured: most outputs were on topic).
+QUESTION_WRITER = """Statement: My sister lives in Paris and she is a doctor.
+Question: Where does my sister live?
+
+Statement: I work as a teacher at a small school.
+Question: What is my job?
+
+Statement: We finally bought a red car last week.
+Question: What color is our car?
+
+Statement: {statement}
+Question:"""
+
+# Recall requests that do not depend on one statement.
+RECALL_PROMPTS = (
+    "What do you remember about me?",
+    "What did I tell you recently?",
+    "Remind me what I told you.",
+    "Summarize what you know about my life.",
+)
+
+# Generic requests whose answers must not change overnight (answered by the model
+# without the episode).
+ANCHOR_PROMPTS = (
+    "What is the capital of Italy?",
+    "Give me one tip for sleeping better.",
+    "How many legs does a spider have?",
+    "Write a short sentence about the sea.",
+    "What is 12 plus 7?",
+    "Name a fruit that is yellow.",
+    "What do plants need to grow?",
+    "Translate 'thank you' into French.",
+    "What is the largest planet in the solar system?",
+    "Suggest a name for a cat.",
+    "Why do we need to drink water?",
+    "What season comes after winter?",
+)
+
+# Fixed text for a general perplexity figure (the gate's drift check).
+GENERAL_TEXT_PROMPT = "Write a paragraph about a river valley."
+
+
+def focused_context(history: str, statement: str, question: str) -> list[dict]:
+    """The teacher's view for a question written about one statement: the whole
+    episode, with that statement repeated last so the small model attends to it."""
+    messages = in_context(f"{history}\n\n(The user said: \"{statement}\")", question)
+    return messages
+
+# A neutral paragraph whose perplexity must not rise overnight (the gate's check that
+# general language survives). Not about any user.
+GENERAL_TEXT = (
+    "The river rises in the hills to the north and flows south through farmland before "
+    "it reaches the sea. In spring the water is high and fast, and in late summer it is "
+    "slow and shallow. Farmers along its banks grow wheat and potatoes, and a railway "
+    "line follows the valley, where small towns grew up around the stations."
+)

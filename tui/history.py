@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pocketsleep.journal import Message
+from pocketsleep.journal import Message, superseded_ids
 from pocketsleep.prompts import with_system
 from pocketsleep.text import one_line, printable
 
@@ -33,19 +33,6 @@ def title_from(text: str) -> str:
 def safe_display(text: str) -> str:
     """Text made harmless for the terminal: control characters become visible escapes."""
     return printable(text)
-
-
-def superseded_ids(messages: Sequence[Message]) -> set[int]:
-    """Assistant answers replaced by a later answer to the same user turn (regenerate).
-
-    The journal keeps every answer; in a run of consecutive assistant messages only
-    the last one counts as the answer, on screen and in the prompt.
-    """
-    out: set[int] = set()
-    for before, after in zip(messages, messages[1:]):
-        if before.role == "assistant" and after.role == "assistant":
-            out.add(before.id)
-    return out
 
 
 def prompt_for_answer(messages: Sequence[Message]) -> list[dict]:

@@ -74,9 +74,7 @@ def _active_experts(obj: CliContext) -> list[tuple[dict, Path]]:
     """(journal row, folder) of each active expert, oldest first; folders must exist."""
     out = []
     for row in obj.journal.active_experts():
-        folder = Path(row["path"])
-        if not folder.is_absolute():
-            folder = obj.paths.experts / folder
+        folder = obj.paths.expert_folder(row["path"])
         if not folder.is_dir():
             raise InputError(f"active expert {row['id']} is missing ({folder}); restore the "
                              "data home from a backup, or export with --no-experts")

@@ -1,5 +1,5 @@
 """The SQLite journal (see db.py); migrations.py holds its schema."""
 
-from .db import Conversation, Journal, Message, Sleep
+from .db import Conversation, Journal, Message, Sleep, superseded_ids
 
-__all__ = ["Conversation", "Journal", "Message", "Sleep"]
+__all__ = ["Conversation", "Journal", "Message", "Sleep", "superseded_ids"]

@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from sqlite_utils import Database
 
@@ -58,6 +58,20 @@ class Message:
     model_version: int | None
     token_count: int | None
     state: str
+
+
+def superseded_ids(messages: Sequence[Message]) -> set[int]:
+    """Assistant answers replaced by a later answer to the same user turn (regenerate).
+
+    The journal keeps every answer; in a run of consecutive assistant messages only
+    the last one counts as the answer, on screen and in the prompt.
+    """
+    out: set[int] = set()
+    for before, after in zip(messages, messages[1:]):
+        if before.role == "assistant" and after.role == "assistant":
+            out.add(before.id)
+    return out
+
 
 
 @dataclass(frozen=True)
@@ -220,6 +234,13 @@ class Journal:
             )
         ]
 
+    def turns(self, conversation_id: int) -> list[dict]:
+        """The conversation as it stands: complete messages only, and of several
+        answers to one user turn (regenerate) only the last."""
+        messages = [m for m in self.messages(conversation_id) if m.state == "complete"]
+        replaced = superseded_ids(messages)
+        return [{"role": m.role, "content": m.content} for m in messages if m.id not in replaced]
+
     def pending_conversations(self) -> list[Conversation]:
         """Tonight's episode: pending conversations the user has not marked private."""
         return [c for c in self.conversations(status="pending") if not c.private]
@@ -272,6 +293,57 @@ class Journal:
     def last_sleep(self) -> Sleep | None:
         found = self.sleeps(limit=1)
         return found[0] if found else None
+
+    def begin_sleep(self) -> int:
+        """Record a sleep as running. A row still 'running' from a killed sleep is
+        marked interrupted first (callers hold the sleep lock, so none is live)."""
+        with self._write():
+            self.db.execute(
+                "UPDATE sleeps SET status = 'interrupted', ended_at = ?,"
+                " error = 'the sleep process stopped before it finished'"
+                " WHERE status = 'running'", [now()])
+            cur = self.db.execute("INSERT INTO sleeps (started_at) VALUES (?)", [now()])
+        return cur.lastrowid
+
+    def end_sleep(self, sleep_id: int, status: str, metrics: dict,
+                  error: str | None = None) -> None:
+        with self._write():
+            self.db.execute(
+                "UPDATE sleeps SET status = ?, ended_at = ?, metrics = ?, error = ?"
+                " WHERE id = ?",
+                [status, now(), json.dumps(metrics, default=str), error, sleep_id])
+
+    def accept_expert(self, sleep_id: int, level: str, path: str, config: dict,
+                      conversation_ids: Iterable[int], probes: Iterable[tuple[str, str]],
+                      metrics: dict) -> int:
+        """Everything a successful night changes, in one transaction: the expert and
+        its provenance, its probes, the conversations consolidated, the sleep done."""
+        conversation_ids = list(conversation_ids)
+        t = now()
+        with self._write():
+            cur = self.db.execute(
+                "INSERT INTO experts (created_at, level, path, sleep_id, config)"
+                " VALUES (?, ?, ?, ?, ?)", [t, level, path, sleep_id, json.dumps(config)])
+            expert_id = cur.lastrowid
+            for cid in conversation_ids:
+                self.db.execute("INSERT INTO expert_sources VALUES (?, ?)", [expert_id, cid])
+                self.db.execute(
+                    "UPDATE conversations SET status = 'consolidated' WHERE id = ?"
+                    " AND status = 'pending'", [cid])
+            for question, answer in probes:
+                self.db.execute(
+                    "INSERT INTO probes (created_at, expert_id, question, answers, kind)"
+                    " VALUES (?, ?, ?, ?, 'heldout')",
+                    [t, expert_id, question, json.dumps([answer])])
+            self.end_sleep(sleep_id, "succeeded", metrics)
+        return expert_id
+
+    def active_probes(self) -> list[tuple[str, str]]:
+        """(question, expected answer) stored by the experts the model wears now."""
+        rows = self.db.query(
+            "SELECT p.question, p.answers FROM probes p JOIN experts e ON e.id = p.expert_id"
+            " WHERE e.status = 'active' ORDER BY p.id")
+        return [(r["question"], json.loads(r["answers"])[0]) for r in rows]
 
     # -- models ----------------------------------------------------------------
 

@@ -1,0 +1,122 @@
+"""`pocketsleep sleep`: consolidate today's conversations into the model's weights."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from ..sleep.options import ABLATIONS, SleepOptions, parse_budget
+from .context import CliContext
+
+
+class ProgressLine:
+    """Phase, step and an ETA on one updating stderr line (or plain lines when piped)."""
+
+    def __init__(self, verbose: bool):
+        self.verbose = verbose
+        self.tty = sys.stderr.isatty()
+        self.phase, self.phase_started = None, time.perf_counter()
+
+    def __call__(self, phase: str, step: int, total: int) -> None:
+        now = time.perf_counter()
+        if phase != self.phase:
+            if self.phase is not None and self.tty:
+                click.echo("", err=True)
+            self.phase, self.phase_started = phase, now
+        eta = ""
+        if step > 0 and total > 1:
+            eta = f", about {(now - self.phase_started) / step * (total - step):.0f} s left"
+        text = f"{phase}" + (f" {step}/{total}{eta}" if total > 1 else "")
+        if self.tty:
+            click.echo(f"\r\033[K{text}", err=True, nl=False)
+        elif self.verbose or step == 0 or step % 10 == 0:
+            click.echo(text, err=True)
+
+    def done(self) -> None:
+        if self.tty and self.phase is not None:
+            click.echo("", err=True)
+
+
+@click.command("sleep")
+@click.option("--budget", help="Stop training in time to finish within this (e.g. 20m).")
+@click.option("--dry-run", is_flag=True, help="Say what tonight's sleep would learn from.")
+@click.option("--report", "show_report", is_flag=True, help="Show the last sleep's report.")
+@click.option("--steps", type=click.IntRange(1, 10_000), help="Distillation steps.")
+@click.option("--variant", type=click.Choice(sorted(ABLATIONS)), default="sleep",
+              show_default=True, help="Objective ablations, for experiments.")
+@click.option("--no-gate", is_flag=True, help="Keep the expert even if the gate says no.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--verbose", "-v", is_flag=True, help="Print every progress step.")
+@click.pass_obj
+def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_gate,
+            as_json, verbose) -> None:
+    """Learn the pending conversations into a new LoRA expert (knowledge seeding).
+
+    Private conversations are never learned from. If the gate rejects tonight's
+    expert, the conversations stay pending for the next night.
+    """
+    if show_report:
+        print_report(obj, as_json)
+        return
+    from ..sleep import run_sleep
+
+    options = SleepOptions().but(**ABLATIONS[variant])
+    if budget:
+        options = options.but(budget_seconds=parse_budget(budget))
+    if steps:
+        options = options.but(steps=steps)
+    if no_gate:
+        options = options.but(gate=False)
+    progress = ProgressLine(verbose)
+    try:
+        report = run_sleep(obj.paths, obj.config, options, progress, dry_run=dry_run)
+    finally:
+        progress.done()
+    if as_json:
+        click.echo(json.dumps(report.__dict__, indent=2, default=str))
+        return
+    if report.status == "nothing to learn":
+        click.echo("Nothing to learn: no pending conversations (private ones are skipped).")
+    elif report.status == "dry run":
+        m = report.metrics
+        click.echo(f"Would learn from {len(report.conversations)} conversations "
+                   f"({m['statements']} statements, ~{m['episode_tokens_estimate']} tokens).")
+    elif report.status == "succeeded":
+        click.echo(f"Slept in {report.seconds:.0f} s: learned {len(report.conversations)} "
+                   f"conversations into expert {report.expert_id}.")
+    else:
+        click.echo(f"Slept in {report.seconds:.0f} s, but the gate rejected tonight's expert: "
+                   + "; ".join(report.reasons)
+                   + ". The conversations stay pending.")
+        raise SystemExit(3)
+
+
+def print_report(obj: CliContext, as_json: bool) -> None:
+    last = obj.journal.last_sleep()
+    if last is None:
+        click.echo("No sleep yet.")
+        return
+    if as_json:
+        click.echo(json.dumps(last.__dict__, indent=2, default=str))
+        return
+    m = last.metrics
+    click.echo(f"Sleep #{last.id}: {last.status}, {last.started_at} → {last.ended_at or '…'}")
+    if last.error:
+        click.echo(f"  why: {last.error}")
+    if m:
+        secs = m.get("seconds", {})
+        click.echo(f"  conversations: {m.get('conversations')}")
+        click.echo(f"  examples: {m.get('examples')}")
+        click.echo("  time: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()))
+        d = m.get("distill", {})
+        click.echo(f"  distillation: {d.get('steps')} steps, loss "
+                   f"{d.get('loss_first_quarter')} → {d.get('loss_last_quarter')}")
+        g = m.get("gate", {})
+        if g:
+            b, a = g.get("before", {}), g.get("after", {})
+            click.echo(f"  held-out log-prob {b.get('heldout_logprob')} → "
+                       f"{a.get('heldout_logprob')}; drift KL {g.get('drift_kl')}; "
+                       f"perplexity change {g.get('ppl_change')}")

@@ -1,0 +1,132 @@
+"""Knowledge seeding, step 3: the training loop.
+
+Each step takes one off-policy batch; every few steps an on-policy batch (the student
+samples, the teacher scores with the episode in context) and a Learning-to-Imitate
+group are added. The gradients of the terms are summed with their weights and one
+Adam update moves tonight's expert (nothing else is trainable).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pocketsleep.backends  # noqa: F401  (fast BLAS before mlx loads)
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+from mlx.utils import tree_map
+
+from ..backends.mlx_lora import without_trainable_expert
+from . import objective
+from .options import SleepOptions
+from .sampling import sample_group
+from .selfstudy import Example, ModelIO, Teacher, teacher_logprobs
+
+ON_POLICY_SAMPLES = 2
+SAMPLE_TOKENS = 24
+
+
+@dataclass
+class DistillLog:
+    steps: int = 0
+    seconds: float = 0.0
+    losses: dict[str, list[float]] = field(default_factory=dict)
+    stopped_by_budget: bool = False
+
+    def add(self, term: str, value: float) -> None:
+        self.losses.setdefault(term, []).append(round(value, 5))
+
+    def summary(self) -> dict:
+        def mean(xs, part):
+            xs = xs[:len(xs) // 4] if part == "first" else xs[-max(1, len(xs) // 4):]
+            return round(sum(xs) / len(xs), 4) if xs else None
+
+        return {
+            "steps": self.steps,
+            "seconds": round(self.seconds, 1),
+            "stopped_by_budget": self.stopped_by_budget,
+            "loss_first_quarter": {k: mean(v, "first") for k, v in self.losses.items()},
+            "loss_last_quarter": {k: mean(v, "last") for k, v in self.losses.items()},
+        }
+
+
+def _offpolicy_items(io: ModelIO, examples: list[Example]):
+    items = []
+    for e in examples:
+        items.append((io.chat_ids(e.student_messages), e.answer.answer_ids,
+                      e.answer.topk_ids, e.answer.topk_logprobs))
+    return items
+
+
+def distill(io: ModelIO, teacher: Teacher, train: list[Example], options: SleepOptions,
+            deadline: float | None = None,
+            progress: Callable[[str, int, int], None] = lambda *a: None) -> DistillLog:
+    model = io.model
+    rng = random.Random(options.seed)
+    items = _offpolicy_items(io, train)
+    rng.shuffle(items)
+    learnable = [e for e in train if e.kind != "anchor"]
+    optimizer = optim.Adam(learning_rate=options.learning_rate)
+    grads_of = {
+        "off_policy": nn.value_and_grad(model, lambda m, b: objective.offpolicy_loss(m, b)[0]),
+        "on_policy": nn.value_and_grad(model, lambda m, b: objective.onpolicy_loss(m, b)[0]),
+        "lti": nn.value_and_grad(model, lambda m, b: objective.lti_loss(m, b)[0]),
+    }
+    log = DistillLog()
+    started = time.perf_counter()
+    cursor = 0
+    for step in range(options.steps):
+        if deadline is not None and time.perf_counter() > deadline:
+            log.stopped_by_budget = True
+            break
+        progress("distilling", step, options.steps)
+        terms: list[tuple[str, float, objective.Batch]] = []
+        if options.off_policy and items:
+            chunk = [items[(cursor + i) % len(items)] for i in range(options.batch_size)]
+            cursor += options.batch_size
+            terms.append(("off_policy", 1.0, objective.offpolicy_batch(chunk)))
+        if options.on_policy and learnable and step % options.on_policy_every == 0:
+            terms.append(("on_policy", options.on_policy_weight,
+                          _onpolicy(io, teacher, rng.choice(learnable), options.seed + step)))
+        if options.lti and learnable and step % options.lti_every == 0:
+            batch = _lti(io, rng.choice(learnable), options, options.seed + step)
+            if batch is not None:
+                terms.append(("lti", options.lti_weight, batch))
+        if not terms:
+            break
+        total = None
+        for name, weight, batch in terms:
+            loss, grads = grads_of[name](model, batch)
+            log.add(name, loss.item())
+            scaled = tree_map(lambda g: g * weight, grads)
+            total = scaled if total is None else tree_map(lambda a, b: a + b, total, scaled)
+        optimizer.update(model, total)
+        mx.eval(model.trainable_parameters(), optimizer.state)
+        log.steps += 1
+    log.seconds = time.perf_counter() - started
+    return log
+
+
+def _onpolicy(io: ModelIO, teacher: Teacher, example: Example, seed: int) -> objective.Batch:
+    prompt = io.chat_ids(example.student_messages)
+    samples = sample_group(io.model, prompt, ON_POLICY_SAMPLES, io.eos_ids, SAMPLE_TOKENS,
+                           temperature=1.0, seed=seed)
+    samples = [s if s else [next(iter(io.eos_ids))] for s in samples]
+    with without_trainable_expert(io.model):
+        targets = [teacher_logprobs(teacher, example.teacher_messages, s) for s in samples]
+    return objective.onpolicy_batch(prompt, samples, targets)
+
+
+def _lti(io: ModelIO, example: Example, options: SleepOptions, seed: int):
+    prompt = io.chat_ids(example.student_messages)
+    samples = sample_group(io.model, prompt, options.lti_group, io.eos_ids, SAMPLE_TOKENS,
+                           temperature=1.0, seed=seed)
+    rewards = [objective.token_f1(s, example.answer.tokens) for s in samples]
+    advantages = objective.group_advantages(rewards)
+    keep = [(s, a) for s, a in zip(samples, advantages) if s]
+    if not keep or all(a == 0 for _, a in keep):
+        return None  # every sample equally good: no signal in this group
+    return objective.lti_batch(prompt, [s for s, _ in keep], [a for _, a in keep])

@@ -1,0 +1,100 @@
+"""The gate: tonight's expert is accepted only if it helps and harms nothing.
+
+Measured with the expert switched off ("before", the pre-sleep personal model) and
+on ("after"), all closed-book:
+- held-out self-study questions (never trained on): the teacher's answers must become
+  more likely;
+- drift on generic prompts: KL(before ‖ after) per token under a threshold;
+- general-text perplexity: relative increase under a threshold;
+- earlier nights' stored probes: their answers must not become less likely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pocketsleep.backends  # noqa: F401  (fast BLAS before mlx loads)
+import mlx.core as mx
+import numpy as np
+
+from .. import prompts
+from ..backends.mlx_lora import without_trainable_expert
+from .options import SleepOptions
+from .sampling import log_softmax
+from .selfstudy import Example, ModelIO
+
+# Earlier probes may wobble by this much (nats per token) without counting as a drop.
+EARLIER_TOLERANCE = 0.05
+
+
+@dataclass
+class GateResult:
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+
+def answer_logprobs(io: ModelIO, messages: list[dict], answer: list[int]) -> mx.array:
+    """Full-vocabulary log-probs at each answer position: [len(answer), V]."""
+    prompt = io.chat_ids(messages)
+    logits = io.model(mx.array(prompt + answer[:-1])[None])
+    return log_softmax(logits[0, len(prompt) - 1:])
+
+
+def mean_answer_logprob(io: ModelIO, messages: list[dict], answer: list[int]) -> float:
+    lp = answer_logprobs(io, messages, answer)
+    picked = mx.take_along_axis(lp, mx.array(answer)[:, None], axis=-1)
+    return float(picked.mean().item())
+
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return float(np.mean(xs)) if xs else None
+
+
+def measure(io: ModelIO, heldout: list[Example], anchors: list[Example],
+            earlier: list[tuple[str, str]]) -> dict:
+    """Everything the gate looks at, for the model as it is now."""
+    general = io.text_ids(prompts.GENERAL_TEXT)
+    general_lp = mean_answer_logprob(io, prompts.closed_book(prompts.GENERAL_TEXT_PROMPT), general)
+    return {
+        "heldout_logprob": _mean(mean_answer_logprob(io, e.student_messages, e.answer.answer_ids)
+                                 for e in heldout if e.kind != "anchor"),
+        "earlier_logprob": _mean(mean_answer_logprob(io, prompts.closed_book(q), io.text_ids(a))
+                                 for q, a in earlier if a.strip()),
+        "general_ppl": float(np.exp(-general_lp)),
+        "anchor_logprobs": [np.array(answer_logprobs(io, e.student_messages, e.answer.answer_ids))
+                            for e in anchors],
+    }
+
+
+def drift_kl(before: list[np.ndarray], after: list[np.ndarray]) -> float:
+    """Mean per-token KL(before ‖ after) over the anchors' answer positions."""
+    kls = [(np.exp(b) * (b - a)).sum(-1).mean() for b, a in zip(before, after)]
+    return float(np.mean(kls)) if kls else 0.0
+
+
+def check(io: ModelIO, heldout: list[Example], anchors: list[Example],
+          earlier: list[tuple[str, str]], options: SleepOptions) -> GateResult:
+    with without_trainable_expert(io.model):
+        before = measure(io, heldout, anchors, earlier)
+    after = measure(io, heldout, anchors, earlier)
+    drift = drift_kl(before.pop("anchor_logprobs"), after.pop("anchor_logprobs"))
+    ppl_change = after["general_ppl"] / before["general_ppl"] - 1
+    metrics = {"before": before, "after": after, "drift_kl": round(drift, 4),
+               "ppl_change": round(ppl_change, 4)}
+    reasons = []
+    if before["heldout_logprob"] is not None and after["heldout_logprob"] <= before["heldout_logprob"]:
+        reasons.append("held-out self-study questions did not improve "
+                       f"({before['heldout_logprob']:.3f} -> {after['heldout_logprob']:.3f} nats/token)")
+    if drift > options.max_drift_kl:
+        reasons.append(f"generic answers drifted (KL {drift:.3f} > {options.max_drift_kl})")
+    if ppl_change > options.max_ppl_increase:
+        reasons.append(f"general-text perplexity rose {ppl_change:+.1%} "
+                       f"(limit {options.max_ppl_increase:+.0%})")
+    if before["earlier_logprob"] is not None and (
+            after["earlier_logprob"] < before["earlier_logprob"] - EARLIER_TOLERANCE
+            - options.max_earlier_drop):
+        reasons.append("earlier nights' probes became less likely "
+                       f"({before['earlier_logprob']:.3f} -> {after['earlier_logprob']:.3f})")
+    return GateResult(passed=not reasons or not options.gate, reasons=reasons, metrics=metrics)

@@ -1,0 +1,176 @@
+"""One night's sleep, start to finish: the paper's memory consolidation.
+
+    select the episode  →  parameter expansion (a new expert)  →  self-study set D
+    →  generalized distillation  →  gate  →  persist (or keep everything pending)
+
+Nothing is promoted half-written: the expert is written to a temporary folder and
+renamed into place, then one journal transaction records it, its provenance and its
+probes, and marks the conversations consolidated. A killed sleep leaves the previous
+state as it was; the next sleep marks it interrupted and starts again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from ..config import Config, Paths
+from ..errors import PocketsleepError
+from ..journal import Journal
+from ..models import resolve_model
+from .episode import Episode
+from .options import SleepOptions
+
+# Time kept back from the budget for the gate and writing the expert.
+GATE_RESERVE_SECONDS = 45
+
+
+@dataclass
+class SleepReport:
+    status: str  # "succeeded" | "rejected" | "nothing to learn" | "dry run"
+    sleep_id: int | None = None
+    expert_id: int | None = None
+    conversations: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@contextmanager
+def sleep_lock(paths: Paths):
+    """Never two sleeps at once (a scheduled one and a "sleep now", say)."""
+    lock_file = paths.ensure().home / "sleep.lock"
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise PocketsleepError("another sleep is already running; wait for it to finish "
+                               "(`pocketsleep status` shows it)") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def run_sleep(paths: Paths, config: Config, options: SleepOptions = SleepOptions(),
+              progress: Callable[[str, int, int], None] = lambda *a: None,
+              dry_run: bool = False) -> SleepReport:
+    started = time.perf_counter()
+    with sleep_lock(paths), Journal.open(paths.journal) as journal:
+        episode = Episode.from_journal(journal)
+        if episode.empty:
+            return SleepReport("nothing to learn")
+        if dry_run:
+            return SleepReport("dry run", conversations=list(episode.conversation_ids), metrics={
+                "statements": len(episode.statements()),
+                "episode_tokens_estimate": episode.token_estimate()})
+        sleep_id = journal.begin_sleep()
+        try:
+            report = _consolidate(paths, config, options, journal, episode, sleep_id,
+                                  started, progress)
+        except BaseException as e:
+            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            journal.end_sleep(sleep_id, status, {}, error=f"{type(e).__name__}: {e}"[:500])
+            raise
+        report.seconds = round(time.perf_counter() - started, 1)
+        return report
+
+
+def _consolidate(paths, config, options, journal, episode, sleep_id, started, progress):
+    from ..backends import mlx_lora
+    from ..backends.mlx_engine import MlxEngine
+    from . import gate
+    from .distill import distill
+    from .selfstudy import ModelIO, Teacher, build_examples
+
+    resolved = resolve_model(config.model, paths)
+    engine = MlxEngine.load(resolved, paths)
+    for row in journal.active_experts():  # the personal model as it is tonight
+        mlx_lora.attach(engine.model, paths.expert_folder(row["path"]))
+    io = ModelIO(engine.model, engine.tokenizer)
+    # Parameter expansion: tonight's expert, zero-initialised, the rest frozen.
+    mlx_lora.add_trainable_expert(engine.model, options.num_layers, list(options.keys),
+                                  options.rank, options.scale, seed=options.seed)
+    timings = {}
+    t = time.perf_counter()
+    teacher = Teacher(io, episode, options)
+    train, heldout = build_examples(io, teacher, episode, options, progress)
+    timings["self_study"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    deadline = None
+    if options.budget_seconds:
+        deadline = started + options.budget_seconds - GATE_RESERVE_SECONDS
+    log = distill(io, teacher, train, options, deadline, progress)
+    timings["distill"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress("gate", 0, 1)
+    anchors = [e for e in train + heldout if e.kind == "anchor"]
+    verdict = gate.check(io, heldout, anchors, journal.active_probes(), options)
+    timings["gate"] = time.perf_counter() - t
+    metrics = {
+        "conversations": list(episode.conversation_ids),
+        "examples": {"train": len(train), "heldout": len(heldout)},
+        "distill": log.summary(), "gate": verdict.metrics, "gate_reasons": verdict.reasons,
+        "seconds": {k: round(v, 1) for k, v in timings.items()},
+        "options": asdict(options),
+    }
+    if not verdict.passed:
+        journal.end_sleep(sleep_id, "rejected", metrics, error="; ".join(verdict.reasons))
+        return SleepReport("rejected", sleep_id, conversations=list(episode.conversation_ids),
+                           reasons=verdict.reasons, metrics=metrics)
+
+    progress("saving expert", 0, 1)
+    config_json = {"num_layers": options.num_layers, "fine_tune_type": "lora",
+                   "lora_parameters": {"rank": options.rank, "scale": options.scale,
+                                       "dropout": 0.0, "keys": list(options.keys)},
+                   "base_model": resolved.spec, "sleep_id": sleep_id}
+    name = write_expert(paths, engine.model, config_json, sleep_id, resolved)
+    probes = [(e.question, io.decode(e.answer.tokens)) for e in heldout
+              if e.kind != "anchor" and e.answer.tokens]
+    expert_id = journal.accept_expert(sleep_id, "nightly", name, config_json,
+                                      episode.conversation_ids, dedupe(probes), metrics)
+    return SleepReport("succeeded", sleep_id, expert_id, list(episode.conversation_ids),
+                       metrics=metrics)
+
+
+def dedupe(probes: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    seen, out = set(), []
+    for q, a in probes:
+        if q not in seen:
+            seen.add(q)
+            out.append((q, a))
+    return out
+
+
+def write_expert(paths: Paths, model, config_json: dict, sleep_id: int, resolved) -> str:
+    """Write tonight's expert atomically; return its folder name (as the journal stores it)."""
+    from ..backends import mlx_lora
+
+    experts = paths.private_subdir(paths.experts)
+    name = f"night-{sleep_id:04d}"
+    tmp = experts / f".tmp-{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    mlx_lora.save_trainable_expert(model, tmp, config_json)
+    if resolved.format == "gguf":
+        # The llama.cpp engine (chat on CPUs) wears the expert as a GGUF LoRA.
+        from ..backends.gguf_lora import write_expert_gguf
+
+        write_expert_gguf(tmp, resolved.path)
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    final = experts / name
+    shutil.rmtree(final, ignore_errors=True)  # a leftover of an interrupted earlier try
+    os.rename(tmp, final)
+    return name

@@ -1,0 +1,97 @@
+"""Every knob of one night's sleep, with the reason for its default.
+
+Defaults are sized for the embedded 135M model on a 2-core CPU: one dev-week day
+in a few minutes. Each objective term can be switched off for ablations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class SleepOptions:
+    # -- parameter expansion: tonight's expert -------------------------------------
+    rank: int = 16
+    # LoRA scale (mlx-lm convention: output += scale * x @ A @ B).
+    scale: float = 4.0
+    # Blocks from the top that get the expert; facts live in the MLPs of the middle
+    # and upper layers, so the default reaches well below the top.
+    num_layers: int = 16
+    keys: tuple[str, ...] = (
+        "self_attn.q_proj", "self_attn.v_proj", "self_attn.o_proj",
+        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+    )
+
+    # -- the training set D, sampled from the model itself ----------------------------
+    # Questions the model writes about each statement the user made (few-shot).
+    questions_per_statement: int = 4
+    # Teacher answers per question (greedy first, then sampled): several phrasings of
+    # the same fact make it stick under paraphrase.
+    answers_per_question: int = 3
+    # Generic prompts (answered by the model *without* the episode) that anchor old
+    # behaviour.
+    anchors: int = 8
+    max_answer_tokens: int = 40
+    top_k: int = 16
+    # Self-study questions held out of training and used by the gate.
+    heldout_fraction: float = 0.2
+
+    # -- generalized distillation ---------------------------------------------------
+    steps: int = 48
+    batch_size: int = 4
+    learning_rate: float = 3e-4
+    # Off-policy: token-level KL(teacher || student) on teacher answers.
+    off_policy: bool = True
+    # On-policy: reverse KL on the student's own samples, scored by the teacher.
+    on_policy: bool = True
+    on_policy_weight: float = 0.3  # λ
+    on_policy_every: int = 4  # one on-policy batch every N steps
+    # Learning to Imitate: group of student samples, reward = agreement with teacher.
+    lti: bool = True
+    lti_weight: float = 0.3
+    lti_every: int = 8
+    lti_group: int = 4
+
+    # -- the gate ---------------------------------------------------------------------
+    gate: bool = True
+    # KL(pre-sleep || post-sleep) on generic prompts, nats per token.
+    max_drift_kl: float = 0.15
+    # Relative change of general-text perplexity.
+    max_ppl_increase: float = 0.05
+    # Allowed drop of earlier nights' probe recall (fraction of those probes).
+    max_earlier_drop: float = 0.0
+
+    # -- time -------------------------------------------------------------------------
+    budget_seconds: float | None = None
+    seed: int = 0
+
+    def but(self, **changes) -> "SleepOptions":
+        return replace(self, **changes)
+
+
+ABLATIONS = {
+    "sleep": {},
+    "sleep-no-onpolicy": {"on_policy": False},
+    "sleep-no-lti": {"lti": False},
+    "sleep-offpolicy-only": {"on_policy": False, "lti": False},
+}
+
+
+def parse_budget(text: str) -> float:
+    """'20m', '90s', '1h', or plain seconds."""
+    text = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text and text[-1] in units:
+            value = float(text[:-1]) * units[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        from ..errors import InputError
+
+        raise InputError(f"cannot read the budget '{text}'; use e.g. 20m, 90s or 1h")
+    return value
+

@@ -1,0 +1,209 @@
+"""Knowledge seeding, step 1: the training set D, sampled from the model itself.
+
+- Questions: for every statement the user made, the model writes questions it could
+  be asked later (few-shot completion), plus a few fixed recall requests.
+- Answers: the teacher (the pre-sleep model *with the episode in context*) answers
+  each question; its top-k distribution at every token is kept as the target.
+- Anchors: generic requests answered by the same model *without* the episode, so
+  distilling them holds old behaviour in place.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .. import prompts
+from .episode import Episode
+from .options import SleepOptions
+from .sampling import Generated, fork, generate_batch, prefill
+
+QUESTION_MAX_TOKENS = 24
+_QUESTION = re.compile(r"^[A-Z][^\n?]{8,120}\?$")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# Words that carry no fact: an answer does not count as grounded for using them.
+STOPWORDS = frozenset("""
+a an the and or but so of to in on at by for with from as is are was were be been being
+am do does did have has had i me my mine you your yours he him his she her hers it its we
+us our they them their this that these those what which who whom whose when where why how
+not no yes just very really also too then than there here about into over after before
+will would can could should shall may might must let lets get got go going gone make made
+one some any all more most much many such only own same other again once ok okay thanks
+please hi hello well like know think want need tell told said say says remember user
+assistant help helpful personal plan sure sorry great good glad happy questions question
+answer thing things way time day today now next last new
+""".split())
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in STOPWORDS}
+
+
+def grounded(answer: str, source: str, question: str) -> bool:
+    """The teacher's answer brings something from the episode that the question did
+    not: one of the source's content words. A 135M teacher answers many questions
+    from imagination; only answers that are supported by what the user said are
+    worth distilling."""
+    return bool((content_words(answer) & content_words(source)) - content_words(question))
+
+
+@dataclass
+class Example:
+    kind: str  # "statement" | "recall" | "anchor"
+    question: str
+    teacher_messages: list[dict]  # what the teacher saw
+    answer: Generated  # teacher's answer tokens and top-k targets
+    statement: str | None = None
+
+    @property
+    def student_messages(self) -> list[dict]:
+        return prompts.closed_book(self.question)
+
+
+class ModelIO:
+    """The few things self-study needs from the model: token ids and end tokens."""
+
+    def __init__(self, model, tokenizer):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.eos_ids = set(tokenizer.eos_token_ids)
+
+    def chat_ids(self, messages: list[dict]) -> list[int]:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                  tokenize=True)
+
+    def text_ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+
+def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> list[list[str]]:
+    """Up to `n` distinct questions about each statement: one greedy completion and a
+    few sampled ones per statement, all decoded in one batch."""
+    tries = n + 1  # a spare try for duplicates and junk
+    newline = set(io.text_ids("\n"))
+    prompts_ = [io.text_ids(prompts.QUESTION_WRITER.format(statement=s))
+                for s in statements for _ in range(tries)]
+    temps = [0.0 if i % tries == 0 else 0.9 for i in range(len(prompts_))]
+    outs = generate_batch(io.model, prompts_, io.eos_ids | newline, QUESTION_MAX_TOKENS,
+                          temps, top_k=1, seed=seed)
+    found: list[list[str]] = []
+    for i in range(len(statements)):
+        mine: list[str] = []
+        for out in outs[i * tries:(i + 1) * tries]:
+            question = io.decode(out.tokens).strip()
+            if _QUESTION.match(question) and question not in mine and len(mine) < n:
+                mine.append(question)
+        found.append(mine)
+    return found
+
+
+class Teacher:
+    """The pre-sleep model with the episode in context; reuses the episode's KV cache."""
+
+    def __init__(self, io: ModelIO, episode: Episode, options: SleepOptions):
+        self.io = io
+        self.options = options
+        self.history = episode.history()
+        # Every teacher prompt starts with the system prompt holding the episode:
+        # process the part all of them share once, and fork it for each question.
+        base = io.chat_ids(prompts.in_context(self.history, "?"))
+        focused = io.chat_ids(prompts.focused_context(self.history, "x", "!"))
+        n = next((i for i, (a, b) in enumerate(zip(base, focused)) if a != b),
+                 min(len(base), len(focused)))
+        self.prefix = base[:n]
+        self.cache, _ = prefill(io.model, self.prefix)
+
+    def answer_many(self, conversations: list[list[dict]], temperatures: list[float],
+                    seed: int) -> list[Generated]:
+        ids = [self.io.chat_ids(m) for m in conversations]
+        caches = [fork(self.cache) if i[: len(self.prefix)] == self.prefix else None
+                  for i in ids]
+        return generate_batch(self.io.model, ids, self.io.eos_ids,
+                              self.options.max_answer_tokens, temperatures,
+                              top_k=self.options.top_k, caches=caches, seed=seed)
+
+
+def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptions,
+                   progress: Callable[[str, int, int], None] = lambda *a: None
+                   ) -> tuple[list[Example], list[Example]]:
+    """Return (training examples, held-out examples for the gate)."""
+    rng = random.Random(options.seed)
+    statements = episode.statements()
+    progress("writing questions", 0, 1)
+    written = write_questions(io, statements, options.questions_per_statement, options.seed)
+    questions: list[tuple[str, str | None, str]] = [
+        (q, s, "statement") for s, qs in zip(statements, written) for q in qs]
+    questions += [(q, None, "recall") for q in prompts.RECALL_PROMPTS]
+
+    progress("teacher answers", 0, 1)
+    asked, temps, meta = [], [], []
+    for question, statement, kind in questions:
+        messages = (prompts.focused_context(teacher.history, statement, question)
+                    if statement else prompts.in_context(teacher.history, question))
+        for j in range(options.answers_per_question):
+            asked.append(messages)
+            temps.append(0.0 if j == 0 else 0.7)
+            meta.append((kind, question, statement))
+    answers = teacher.answer_many(asked, temps, options.seed)
+    history = teacher.history
+    examples = [Example(kind, q, m, a, s)
+                for (kind, q, s), m, a in zip(meta, asked, answers)
+                if a.tokens and grounded(io.decode(a.tokens), s or history, q)]
+
+    progress("anchors", 0, 1)
+    anchors = list(prompts.ANCHOR_PROMPTS)
+    rng.shuffle(anchors)
+    anchors = anchors[: options.anchors]
+    anchor_messages = [prompts.closed_book(q) for q in anchors]
+    anchor_answers = generate_batch(io.model, [io.chat_ids(m) for m in anchor_messages],
+                                    io.eos_ids, options.max_answer_tokens,
+                                    [0.0] * len(anchors), top_k=options.top_k)
+    examples += [Example("anchor", q, m, a)
+                 for q, m, a in zip(anchors, anchor_messages, anchor_answers) if a.tokens]
+    return split_heldout(examples, options, rng)
+
+
+def split_heldout(examples: list[Example], options: SleepOptions, rng: random.Random):
+    """Hold out whole questions (every answer to them), never single answers."""
+    by_kind_question = sorted({(e.kind, e.question) for e in examples if e.kind != "recall"})
+    rng.shuffle(by_kind_question)
+    n = round(len(by_kind_question) * options.heldout_fraction)
+    held = set(by_kind_question[:n])
+    train = [e for e in examples if (e.kind, e.question) not in held]
+    heldout = [e for e in examples if (e.kind, e.question) in held]
+    return train, heldout
+
+
+def answer_text(io: ModelIO, example: Example) -> str:
+    return io.decode(example.answer.tokens)
+
+
+def topk_arrays(example: Example) -> tuple[np.ndarray, np.ndarray]:
+    return example.answer.topk_ids, example.answer.topk_logprobs
+
+
+def teacher_logprobs(teacher: "Teacher", messages: list[dict], sample: list[int]) -> np.ndarray:
+    """The teacher's full log-probabilities at each position of `sample` (the student's
+    answer), with the episode in context: [len(sample), V]."""
+    import mlx.core as mx
+
+    from .sampling import log_softmax
+
+    ids = teacher.io.chat_ids(messages)
+    shared = ids[: len(teacher.prefix)] == teacher.prefix
+    cache = fork(teacher.cache) if shared else None
+    done = len(teacher.prefix) if shared else 0
+    rest = ids[done:] + sample[:-1] if sample else ids[done:]
+    from mlx_lm.models.cache import make_prompt_cache
+
+    logits = teacher.io.model(mx.array(rest)[None], cache=cache or make_prompt_cache(teacher.io.model))
+    first = len(ids) - done - 1
+    out = log_softmax(logits[0, first : first + len(sample)])
+    return np.array(out)
