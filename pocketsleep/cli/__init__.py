@@ -30,9 +30,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from . import ask, chat, export, forget, history, log, status
+    from . import ask, chat, eval, export, forget, history, log, status
 
-    for module in (status, history, log, forget, ask, chat, export):
+    for module in (status, history, log, forget, ask, chat, export, eval):
         cli.add_command(module.command)
 
 

@@ -1,0 +1,189 @@
+"""The methods `pocketsleep eval` compares, one small class each.
+
+The harness drives every method through the same day/night loop (DESIGN.md §5):
+
+    method = METHODS[name](ctx)          # ctx: a fresh data home, settings, engine
+    for each day:
+        (the harness logs the day's conversations into `journal`)
+        method.night(day, journal)       # timed; peak memory measured
+        method.answer(question, history) # every probe so far + the general probes
+    method.score(messages, general_text) # perplexity, before the first night and after the last
+    method.close()
+
+`night` is where a method learns (or not); `answer` is how it is asked. `history`
+is everything said so far in the suite, oldest first, as (date, messages) pairs: only
+a method that *is* the in-context baseline may look at it. The others must answer
+from what `night` left them (weights, experts), closed-book.
+
+Adding a method is one class with `@register`. Two are expected next (not built
+here):
+
+    @register
+    class Sleep(Method):
+        name = "sleep"
+        description = "the nightly sleep job; answers with the night's experts attached"
+        def night(self, day, journal):
+            # run the sleep job on self.ctx.paths / journal (it consolidates the
+            # pending conversations the harness just logged), then wear its experts:
+            self.engine.detach_experts()
+            for expert in <active experts in self.ctx.paths>:
+                self.engine.attach_expert(expert)
+        # answer(): inherited closed_book() answer, now with the experts attached
+
+    @register
+    class NaiveSft(Method):
+        name = "sft"
+        description = "naive LoRA fine-tuning on the raw transcripts"
+        def night(self, day, journal): ...   # train one LoRA on day.conversations, attach it
+
+The engine is shared by all methods of a run (loading a model once), so a method
+that attaches experts must leave it bare again: the harness calls
+`engine.detach_experts()` after `close()` as a safety net.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+from ..backends.base import Engine, GenerationOptions
+from ..config import Config, Paths
+from ..errors import InputError
+from ..journal import Journal
+from ..prompts import closed_book, in_context, render_history
+from .suite import Day
+
+#: What has been said so far in the suite, oldest first: (date, messages) pairs.
+History = list[tuple[str, list[dict]]]
+
+
+class LazyEngine:
+    """One engine for the whole run, opened on first use (no model loads if no
+    method ever asks)."""
+
+    def __init__(self, opener: Callable[[], Engine]):
+        self._opener = opener
+        self._engine: Engine | None = None
+
+    def get(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._opener()
+        return self._engine
+
+    @property
+    def loaded(self) -> Engine | None:
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+
+@dataclass
+class MethodContext:
+    """What a method gets: its own fresh data home, settings and the shared engine."""
+
+    paths: Paths  # a fresh, temporary data home: this method's alone
+    config: Config  # config.model / config.engine: the model spec and engine asked for
+    seed: int
+    options: GenerationOptions  # greedy, a few dozen tokens, seeded
+    shared_engine: LazyEngine = field(repr=False)
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    @property
+    def engine_name(self) -> str:
+        return self.config.engine
+
+    @property
+    def engine(self) -> Engine:
+        """The base model, loaded on first use and shared with the other methods."""
+        return self.shared_engine.get()
+
+
+class Method:
+    """One way of remembering: what happens at night, and how it is asked by day."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, ctx: MethodContext):
+        self.ctx = ctx
+
+    @property
+    def engine(self) -> Engine:
+        return self.ctx.engine
+
+    def night(self, day: Day, journal: Journal) -> None:
+        """Learn from the day; `journal` already holds its conversations (pending).
+        The default does nothing: no sleep."""
+
+    def answer(self, question: str, history: History) -> str:
+        """The answer to `question`; by default closed-book, with no past in context."""
+        return self.generate(closed_book(question))
+
+    def score(self, messages: list[dict], text: str) -> list[float]:
+        """Per-token log-probabilities of `text` as the reply to `messages`, as this
+        method's model sees it (for the general-text perplexity)."""
+        return self.engine.score(messages, text)
+
+    def generate(self, messages: list[dict]) -> str:
+        return self.engine.chat(messages, self.ctx.options)
+
+    def close(self) -> None:
+        """Free what the method holds; leave the shared engine without experts."""
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    if not cls.name or cls.name in METHODS:
+        raise ValueError(f"method name {cls.name!r} is empty or taken")
+    METHODS[cls.name] = cls
+    return cls
+
+
+@register
+class ClosedBook(Method):
+    name = "none"
+    description = "no sleep: the base model, closed book"
+
+
+@register
+class InContext(Method):
+    name = "icl"
+    description = "no sleep: every past conversation of the suite in the prompt"
+
+    def answer(self, question: str, history: History) -> str:
+        text = render_history([m for _, m in history], [d for d, _ in history])
+        return self.generate(in_context(text, question))
+
+
+# The sleep method (`sleep`: run the sleep job at night, answer with its experts
+# attached) and naive LoRA SFT (`sft`) are added here, one @register class each, as
+# sketched in the module docstring.
+
+
+def method_classes(names: list[str]) -> list[type[Method]]:
+    """The classes for `names`, in order; unknown or repeated names are input errors."""
+    if not names:
+        raise InputError(f"no methods given; choose from: {', '.join(METHODS)}")
+    seen = set()
+    out = []
+    for name in names:
+        if name not in METHODS:
+            raise InputError(f"unknown method '{name}'; known methods: {', '.join(METHODS)}")
+        if name in seen:
+            raise InputError(f"method '{name}' is listed twice")
+        seen.add(name)
+        out.append(METHODS[name])
+    return out
+
+
+def parse_methods(spec: str) -> list[type[Method]]:
+    """'none,icl' -> [ClosedBook, InContext]."""
+    return method_classes([n.strip() for n in spec.split(",") if n.strip()])
