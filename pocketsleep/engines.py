@@ -49,7 +49,18 @@ def open_engine(
     loaded = load_engine(resolved, name, paths)
     with Journal.open(paths.ensure().journal) as journal:
         journal.record_model(**resolved.as_record())
+        # The personal model: the base plus every expert consolidated so far (only
+        # when the base is the one they were trained on).
+        if model is None or model == config.model:
+            wear_experts(loaded, journal, paths)
     return loaded
+
+
+def wear_experts(engine: Engine, journal: Journal, paths: Paths) -> int:
+    experts = journal.active_experts()
+    for row in experts:
+        engine.attach_expert(paths.expert_folder(row["path"]))
+    return len(experts)
 
 
 def load_engine(resolved: ResolvedModel, name: str, paths: Paths) -> Engine:

@@ -30,9 +30,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from . import ask, chat, eval, export, forget, history, log, status
+    from . import ask, chat, eval, export, forget, history, log, sleep, status
 
-    for module in (status, history, log, forget, ask, chat, export, eval):
+    for module in (status, history, log, forget, ask, chat, sleep, export, eval):
         cli.add_command(module.command)
 
 

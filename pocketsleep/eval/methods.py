@@ -15,20 +15,8 @@ is everything said so far in the suite, oldest first, as (date, messages) pairs:
 a method that *is* the in-context baseline may look at it. The others must answer
 from what `night` left them (weights, experts), closed-book.
 
-Adding a method is one class with `@register`. Two are expected next (not built
-here):
-
-    @register
-    class Sleep(Method):
-        name = "sleep"
-        description = "the nightly sleep job; answers with the night's experts attached"
-        def night(self, day, journal):
-            # run the sleep job on self.ctx.paths / journal (it consolidates the
-            # pending conversations the harness just logged), then wear its experts:
-            self.engine.detach_experts()
-            for expert in <active experts in self.ctx.paths>:
-                self.engine.attach_expert(expert)
-        # answer(): inherited closed_book() answer, now with the experts attached
+Adding a method is one class with `@register`. `sleep` (and its ablations) is
+below; naive LoRA SFT is expected next (not built yet):
 
     @register
     class NaiveSft(Method):
@@ -163,9 +151,40 @@ class InContext(Method):
         return self.generate(in_context(text, question))
 
 
-# The sleep method (`sleep`: run the sleep job at night, answer with its experts
-# attached) and naive LoRA SFT (`sft`) are added here, one @register class each, as
-# sketched in the module docstring.
+class Sleep(Method):
+    """The nightly sleep job at night; by day, the base engine wearing every expert
+    the job has accepted so far (rejected nights add nothing)."""
+
+    name = "sleep"
+    description = "the nightly sleep job; answers with its experts attached"
+
+    def night(self, day: Day, journal: Journal) -> None:
+        from ..engines import wear_experts
+        from ..sleep import SleepOptions, run_sleep
+        from ..sleep.options import ABLATIONS
+
+        options = SleepOptions(seed=self.ctx.seed).but(**ABLATIONS[self.name])
+        self.last_report = run_sleep(self.ctx.paths, self.ctx.config, options)
+        self.engine.detach_experts()
+        wear_experts(self.engine, journal, self.ctx.paths)
+
+    def close(self) -> None:
+        if self.ctx.shared_engine.loaded is not None:
+            self.engine.detach_experts()
+
+
+def _register_sleep_ablations() -> None:
+    """One method per objective ablation of the sleep job (`sleep-no-lti`, ...)."""
+    from ..sleep.options import ABLATIONS
+
+    register(Sleep)
+    for variant in ABLATIONS:
+        if variant != "sleep":
+            register(type(variant.replace("-", "_"), (Sleep,), {
+                "name": variant, "description": f"sleep, ablation: {variant[6:]}"}))
+
+
+_register_sleep_ablations()
 
 
 def method_classes(names: list[str]) -> list[type[Method]]:

@@ -32,7 +32,7 @@ class SleepOptions:
     # Generic prompts (answered by the model *without* the episode) that anchor old
     # behaviour.
     anchors: int = 8
-    max_answer_tokens: int = 40
+    max_answer_tokens: int = 32
     top_k: int = 16
     # Self-study questions held out of training and used by the gate.
     heldout_fraction: float = 0.2

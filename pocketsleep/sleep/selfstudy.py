@@ -40,7 +40,26 @@ answer thing things way time day today now next last new
 
 
 def content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in STOPWORDS}
+    # Fix: contractions ("i'm", "don't", "you're") used to count as content words, so
+    # "I'm not sure, I don't know" was grounded in "I'm a nurse". A contraction carries
+    # no fact; a possessive counts as its noun ("anna's" -> "anna").
+    out = set()
+    for w in _WORD.findall(text.lower()):
+        w, _, suffix = w.partition("'")
+        if suffix not in ("", "s"):
+            continue
+        if len(w) > 2 and w not in STOPWORDS:
+            out.add(w)
+    return out
+
+
+_ROLE_TALK = re.compile(r"\b(User|Assistant|The user said)\s*:")
+
+
+def usable_answer(answer: str, source: str, question: str) -> bool:
+    """Worth distilling: grounded in the episode, and an answer rather than the small
+    teacher continuing the transcript it was shown ("User: ... Assistant: ...")."""
+    return not _ROLE_TALK.search(answer) and grounded(answer, source, question)
 
 
 def grounded(answer: str, source: str, question: str) -> bool:
@@ -155,7 +174,7 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
     history = teacher.history
     examples = [Example(kind, q, m, a, s)
                 for (kind, q, s), m, a in zip(meta, asked, answers)
-                if a.tokens and grounded(io.decode(a.tokens), s or history, q)]
+                if a.tokens and usable_answer(io.decode(a.tokens), s or history, q)]
 
     progress("anchors", 0, 1)
     anchors = list(prompts.ANCHOR_PROMPTS)
