@@ -41,7 +41,9 @@ class DistillLog:
 
     def summary(self) -> dict:
         def mean(xs, part):
-            xs = xs[:len(xs) // 4] if part == "first" else xs[-max(1, len(xs) // 4):]
+            # Fix: the first quarter of fewer than 4 values was empty (None in the
+            # report); take at least one value, as the last quarter already did.
+            xs = xs[:max(1, len(xs) // 4)] if part == "first" else xs[-max(1, len(xs) // 4):]
             return round(sum(xs) / len(xs), 4) if xs else None
 
         return {

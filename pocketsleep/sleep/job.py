@@ -117,6 +117,14 @@ def _consolidate(paths, config, options, journal, episode, sleep_id, started, pr
     progress("gate", 0, 1)
     anchors = [e for e in train + heldout if e.kind == "anchor"]
     verdict = gate.check(io, heldout, anchors, journal.active_probes(), options)
+    if log.steps == 0:
+        # Fix: with no distillation step (the budget spent before training, or no
+        # examples) the expert is all zeros, yet the gate could pass it (nothing drifts,
+        # and with no held-out questions nothing is compared), and the conversations
+        # were marked consolidated with nothing learned. They stay pending instead.
+        verdict.passed = False
+        verdict.reasons.append("no distillation step ran (no examples, or the budget "
+                               "was spent before training)")
     timings["gate"] = time.perf_counter() - t
     metrics = {
         "conversations": list(episode.conversation_ids),
@@ -160,16 +168,25 @@ def write_expert(paths: Paths, model, config_json: dict, sleep_id: int, resolved
     experts = paths.private_subdir(paths.experts)
     name = f"night-{sleep_id:04d}"
     tmp = experts / f".tmp-{name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    mlx_lora.save_trainable_expert(model, tmp, config_json)
-    if resolved.format == "gguf":
-        # The llama.cpp engine (chat on CPUs) wears the expert as a GGUF LoRA.
-        from ..backends.gguf_lora import write_expert_gguf
+    # Fix: a failed or killed write left its temporary folder (a half-written expert
+    # of the user's conversations) behind for good, as each night has its own name.
+    # Sweep every leftover (the sleep lock is held: no other writer), and clean up
+    # after a failure here.
+    for old in experts.glob(".tmp-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        mlx_lora.save_trainable_expert(model, tmp, config_json)
+        if resolved.format == "gguf":
+            # The llama.cpp engine (chat on CPUs) wears the expert as a GGUF LoRA.
+            from ..backends.gguf_lora import write_expert_gguf
 
-        write_expert_gguf(tmp, resolved.path)
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+            write_expert_gguf(tmp, resolved.path)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     final = experts / name
     shutil.rmtree(final, ignore_errors=True)  # a leftover of an interrupted earlier try
     os.rename(tmp, final)

@@ -1,0 +1,162 @@
+"""`pocketsleep sleep` on a tiny random GGUF named in config.toml."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("mlx.core")
+pytest.importorskip("gguf")
+
+from sleep_support import FAST, PRIVATE, log_day, tiny_model  # noqa: E402
+
+import pocketsleep.sleep  # noqa: E402
+from pocketsleep.cli import main  # noqa: E402
+from pocketsleep.cli import sleep as sleep_cli  # noqa: E402
+from pocketsleep.sleep import job  # noqa: E402
+from pocketsleep.sleep.options import parse_budget  # noqa: E402
+
+# The command's defaults would take seconds on the tiny model: start it from FAST
+# (with the gate on, as by default), and let the flags change it as they would.
+CLI_DEFAULT = FAST.but(gate=True)
+
+
+@pytest.fixture
+def home(paths, tmp_path, monkeypatch):
+    gguf = tiny_model(tmp_path)
+    paths.config_file.write_text(f'model = "{gguf}"\n')
+    monkeypatch.setattr(sleep_cli, "SleepOptions", lambda: CLI_DEFAULT)
+    used = []
+    real = pocketsleep.sleep.run_sleep
+
+    def spy(paths_, config, options, *a, **k):
+        used.append(options)
+        return real(paths_, config, options, *a, **k)
+
+    monkeypatch.setattr(pocketsleep.sleep, "run_sleep", spy)
+    return paths, used
+
+
+def run(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # the command exits 3 on a gate rejection
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_dry_run_says_what_tonight_would_learn(capsys, home, journal):
+    paths, used = home
+    log_day(journal)
+    journal.log_conversation(PRIVATE, private=True)
+    code, out, _ = run(capsys, "sleep", "--dry-run")
+    assert code == 0
+    assert out.startswith("Would learn from 2 conversations (3 statements, ~")
+    assert out.endswith(" tokens).\n") and out.count("\n") == 1
+    assert journal.sleeps() == [] and not paths.models.exists()
+
+
+def test_nothing_to_learn(capsys, home, journal):
+    journal.log_conversation(PRIVATE, private=True)
+    code, out, _ = run(capsys, "sleep")
+    assert code == 0
+    assert out == "Nothing to learn: no pending conversations (private ones are skipped).\n"
+    code, out, _ = run(capsys, "sleep", "--json")
+    assert code == 0 and json.loads(out)["status"] == "nothing to learn"
+
+
+def test_a_night_then_its_report(capsys, home, journal):
+    paths, used = home
+    day = log_day(journal)
+    code, out, err = run(capsys, "sleep", "--no-gate", "--steps", "3")
+    assert code == 0, err
+    assert out.startswith("Slept in ") and out.endswith(
+        ": learned 2 conversations into expert 1.\n")
+    assert "distilling" in err  # progress goes to stderr, not into the answer
+    assert used[-1] == CLI_DEFAULT.but(steps=3, gate=False)
+    assert [e["path"] for e in journal.active_experts()] == ["night-0001"]
+
+    code, out, _ = run(capsys, "sleep", "--report")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("Sleep #1: succeeded, ")
+    assert f"  conversations: {day}" in lines
+    assert any(line.startswith("  distillation: 3 steps, loss ") for line in lines)
+    assert any(line.startswith("  held-out log-prob ") for line in lines)
+    assert any(line.startswith("  time: self_study ") for line in lines)
+
+    code, out, _ = run(capsys, "sleep", "--report", "--json")
+    report = json.loads(out)
+    assert (report["id"], report["status"], report["error"]) == (1, "succeeded", None)
+    assert report["metrics"]["conversations"] == day
+    assert report["metrics"]["distill"]["steps"] == 3
+
+
+def test_json_report_of_a_night(capsys, home, journal):
+    _, used = home
+    day = log_day(journal)
+    code, out, _ = run(capsys, "sleep", "--json", "--no-gate", "--variant", "sleep-offpolicy-only")
+    assert code == 0
+    report = json.loads(out)  # stdout is the JSON alone
+    assert report["status"] == "succeeded" and report["expert_id"] == 1
+    assert report["conversations"] == day and report["reasons"] == []
+    assert report["metrics"]["options"]["on_policy"] is False
+    assert used[-1].on_policy is False and used[-1].lti is False
+
+
+def test_a_gate_rejection_exits_3_with_the_reason(capsys, home, journal, monkeypatch):
+    paths, _ = home
+    log_day(journal)
+    monkeypatch.setattr(sleep_cli, "SleepOptions", lambda: CLI_DEFAULT.but(max_drift_kl=-1.0))
+    code, out, _ = run(capsys, "sleep")
+    assert code == 3
+    assert out.count("\n") == 1
+    assert out.startswith("Slept in ") and "the gate rejected tonight's expert: " in out
+    assert "generic answers drifted" in out
+    assert out.endswith(". The conversations stay pending.\n")
+    assert {c.status for c in journal.conversations()} == {"pending"}
+    assert journal.last_sleep().status == "rejected"
+    assert not (paths.experts / "night-0001").exists()
+
+    code, out, _ = run(capsys, "sleep", "--report")
+    assert out.startswith("Sleep #1: rejected, ")
+    assert "  why: generic answers drifted" in out
+
+
+@pytest.mark.parametrize("budget", ["soon", "0", "-5m", "m"])
+def test_an_unreadable_budget_is_a_one_line_error(capsys, home, journal, budget):
+    log_day(journal)
+    code, out, err = run(capsys, "sleep", "--budget", budget)
+    assert code == 1 and out == ""
+    assert err == (f"pocketsleep: error: cannot read the budget '{budget.strip().lower()}'; "
+                   "use e.g. 20m, 90s or 1h\n")
+    assert journal.sleeps() == []
+
+
+def test_a_budget_reaches_the_options(capsys, home, journal):
+    _, used = home
+    log_day(journal)
+    code, _, _ = run(capsys, "sleep", "--budget", "20m", "--dry-run")
+    assert code == 0 and used[-1].budget_seconds == 1200
+
+
+def test_a_second_sleep_is_refused_with_one_line(capsys, home, journal):
+    paths, _ = home
+    log_day(journal)
+    with job.sleep_lock(paths):
+        code, out, err = run(capsys, "sleep")
+    assert code == 1 and out == ""
+    assert err.startswith("pocketsleep: error: another sleep is already running")
+    assert err.count("\n") == 1
+
+
+def test_report_before_any_sleep(capsys, home):
+    assert run(capsys, "sleep", "--report")[:2] == (0, "No sleep yet.\n")
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("20m", 1200), ("90s", 90), ("1h", 3600), ("45", 45), (" 2M ", 120), ("0.5h", 1800)])
+def test_parse_budget(text, seconds):
+    assert parse_budget(text) == seconds

@@ -1,0 +1,104 @@
+"""The distillation loop on a tiny random GGUF: its schedule of objective terms, the
+budget, and that only tonight's expert moves."""
+
+from __future__ import annotations
+
+import pytest
+
+mx = pytest.importorskip("mlx.core")
+pytest.importorskip("gguf")
+from mlx.utils import tree_flatten  # noqa: E402
+from sleep_support import FAST, student_and_teacher, tiny_model  # noqa: E402
+
+from pocketsleep.backends import mlx_lora  # noqa: E402
+from pocketsleep.sleep import distill as distill_module  # noqa: E402
+from pocketsleep.sleep.distill import DistillLog, distill  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def gguf(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def setup(gguf):
+    return student_and_teacher(gguf)
+
+
+def frozen(model) -> dict:
+    return {k: v for k, v in tree_flatten(model.parameters()) if "new_" not in k}
+
+
+def test_the_terms_follow_their_schedule_and_only_the_expert_moves(setup):
+    io, teacher, train = setup
+    before = frozen(io.model)
+    new_b = {k: v for k, v in tree_flatten(io.model.trainable_parameters()) if "new_b" in k}
+    assert new_b and all(mx.abs(v).max().item() == 0 for v in new_b.values())
+    phases = []
+    options = FAST.but(steps=4, on_policy_every=2, lti_every=3)
+    log = distill(io, teacher, train, options,
+                  progress=lambda p, s, t: phases.append((p, s, t)))
+    assert log.steps == 4 and not log.stopped_by_budget and log.seconds > 0
+    assert phases == [("distilling", s, 4) for s in range(4)]
+    assert len(log.losses["off_policy"]) == 4
+    assert len(log.losses["on_policy"]) == 2  # steps 0 and 2
+    assert len(log.losses.get("lti", [])) <= 2  # steps 0 and 3, when the group disagrees
+    assert all(v >= 0 for v in log.losses["off_policy"] + log.losses["on_policy"])
+    after = frozen(io.model)
+    assert before.keys() == after.keys()
+    assert all(mx.array_equal(before[k], after[k]) for k in before)
+    moved = {k: v for k, v in tree_flatten(io.model.trainable_parameters()) if "new_b" in k}
+    assert any(mx.abs(v).max().item() > 0 for v in moved.values())
+
+
+def test_the_on_policy_teacher_is_the_pre_sleep_model(setup, monkeypatch):
+    io, teacher, train = setup
+    scales = []
+    real = distill_module.teacher_logprobs
+
+    def spy(*a, **k):
+        scales.extend(m.new_scale for _, m in io.model.named_modules()
+                      if isinstance(m, mlx_lora.ExpertStack) and m.has_new)
+        return real(*a, **k)
+
+    monkeypatch.setattr(distill_module, "teacher_logprobs", spy)
+    distill(io, teacher, train, FAST.but(steps=1, lti=False))
+    assert scales and set(scales) == {0.0}
+    # ...and the expert is switched on again afterwards.
+    assert {m.new_scale for _, m in io.model.named_modules()
+            if isinstance(m, mlx_lora.ExpertStack) and m.has_new} == {FAST.scale}
+
+
+def test_anchors_alone_are_only_distilled_off_policy(setup):
+    io, teacher, train = setup
+    anchors = [e for e in train if e.kind == "anchor"]
+    log = distill(io, teacher, anchors, FAST.but(steps=2))
+    assert set(log.losses) == {"off_policy"} and log.steps == 2
+
+
+def test_no_terms_or_a_spent_budget_train_nothing(setup):
+    io, teacher, train = setup
+    log = distill(io, teacher, train, FAST.but(off_policy=False, on_policy=False, lti=False))
+    assert log.steps == 0 and log.losses == {}
+    import time
+
+    log = distill(io, teacher, train, FAST, deadline=time.perf_counter() - 1)
+    assert log.steps == 0 and log.stopped_by_budget
+    assert all(mx.abs(v).max().item() == 0
+               for k, v in tree_flatten(io.model.trainable_parameters()) if "new_b" in k)
+
+
+def test_distill_log_summary():
+    log = DistillLog(steps=8, seconds=1.234)
+    for v in (4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5):
+        log.add("off_policy", v)
+    log.add("lti", 0.25)
+    s = log.summary()
+    assert s["steps"] == 8 and s["seconds"] == 1.2 and s["stopped_by_budget"] is False
+    assert s["loss_first_quarter"] == {"off_policy": 3.0, "lti": 0.25}
+    assert s["loss_last_quarter"] == {"off_policy": 0.5, "lti": 0.25}
+    short = DistillLog()
+    short.add("off_policy", 2.0)
+    short.add("off_policy", 1.0)
+    assert short.summary()["loss_first_quarter"] == {"off_policy": 2.0}
+    assert short.summary()["loss_last_quarter"] == {"off_policy": 1.0}

@@ -1,0 +1,124 @@
+"""The gate's measurements (expert off = before, on = after) and its decisions."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+mx = pytest.importorskip("mlx.core")
+import mlx.nn as nn  # noqa: E402
+pytest.importorskip("gguf")
+from sleep_support import FAST, student_and_teacher, tiny_model  # noqa: E402
+
+from pocketsleep.backends import mlx_lora  # noqa: E402
+from pocketsleep.sleep import gate  # noqa: E402
+from pocketsleep.sleep.distill import distill  # noqa: E402
+
+GATE = FAST.but(gate=True)
+
+
+@pytest.fixture(scope="module")
+def gguf(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def setup(gguf):
+    io, teacher, examples = student_and_teacher(gguf)
+    heldout = [e for e in examples if e.kind != "anchor"]
+    anchors = [e for e in examples if e.kind == "anchor"]
+    return io, teacher, heldout, anchors
+
+
+def np_log_softmax(x):
+    x = np.asarray(x, np.float64)
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_drift_kl_is_the_mean_per_token_kl_before_after():
+    rng = np.random.default_rng(0)
+    before = [np_log_softmax(rng.standard_normal((n, 7))) for n in (3, 5)]
+    after = [np_log_softmax(rng.standard_normal((n, 7))) for n in (3, 5)]
+    expected = np.mean([np.mean([(np.exp(b[t]) * (b[t] - a[t])).sum() for t in range(len(b))])
+                        for b, a in zip(before, after)])
+    assert gate.drift_kl(before, after) == pytest.approx(expected)
+    assert gate.drift_kl(before, before) == pytest.approx(0.0, abs=1e-12)
+    assert gate.drift_kl([], []) == 0.0
+
+
+def test_an_untrained_expert_changes_nothing_and_is_rejected(setup):
+    io, _, heldout, anchors = setup
+    result = gate.check(io, heldout, anchors, [], GATE)
+    m = result.metrics
+    assert m["before"]["heldout_logprob"] == pytest.approx(m["after"]["heldout_logprob"])
+    assert m["drift_kl"] == 0.0 and m["ppl_change"] == 0.0
+    assert m["before"]["earlier_logprob"] is None
+    assert not result.passed
+    assert result.reasons == [r for r in result.reasons if "did not improve" in r] != []
+    # The gate switched off keeps the expert but still says why it would not.
+    off = gate.check(io, heldout, anchors, [], FAST.but(gate=False))
+    assert off.passed and off.reasons == result.reasons
+
+
+def test_training_on_the_held_out_answers_passes_a_lenient_gate(setup):
+    io, teacher, heldout, anchors = setup
+    distill(io, teacher, heldout, FAST.but(steps=3, learning_rate=1e-2, on_policy=False,
+                                            lti=False))
+    lenient = GATE.but(max_drift_kl=1e9, max_ppl_increase=1e9, max_earlier_drop=1e9)
+    result = gate.check(io, heldout, anchors, [("What is my dog called?", "Biscuit")], lenient)
+    m = result.metrics
+    assert m["after"]["heldout_logprob"] > m["before"]["heldout_logprob"]
+    assert m["drift_kl"] > 0
+    assert m["before"]["earlier_logprob"] is not None
+    assert result.passed and result.reasons == []
+
+    # Before is measured with tonight's expert off, after with it on.
+    lp = gate.answer_logprobs(io, anchors[0].student_messages, anchors[0].answer.answer_ids)
+    with mlx_lora.without_trainable_expert(io.model):
+        lp0 = gate.answer_logprobs(io, anchors[0].student_messages, anchors[0].answer.answer_ids)
+    b, a = np.array(lp0, np.float64), np.array(lp, np.float64)
+    one = (np.exp(b) * (b - a)).sum(-1).mean()
+    strict = gate.check(io, heldout, anchors[:1], [], GATE.but(max_drift_kl=one * 0.5,
+                                                                max_ppl_increase=1e9))
+    assert strict.metrics["drift_kl"] == pytest.approx(round(one, 4), abs=1e-4)
+    assert any("generic answers drifted" in r for r in strict.reasons) and not strict.passed
+
+
+def fake_measures(monkeypatch, before: dict, after: dict):
+    anchors = [np_log_softmax(np.zeros((2, 4)))]
+    seq = iter([{**before, "anchor_logprobs": anchors}, {**after, "anchor_logprobs": anchors}])
+    monkeypatch.setattr(gate, "measure", lambda *a: next(seq))
+
+
+NO_MODEL = SimpleNamespace(model=nn.Module())
+BASE = {"heldout_logprob": -3.0, "earlier_logprob": -2.0, "general_ppl": 10.0}
+
+
+@pytest.mark.parametrize("after, options, reason", [
+    ({"heldout_logprob": -2.0}, GATE, None),
+    ({"heldout_logprob": -3.0}, GATE, "held-out self-study questions did not improve"),
+    ({"heldout_logprob": -2.0, "general_ppl": 10.4}, GATE, None),  # +4% < 5%
+    ({"heldout_logprob": -2.0, "general_ppl": 10.6}, GATE, "general-text perplexity rose"),
+    ({"heldout_logprob": -2.0, "earlier_logprob": -2.04}, GATE, None),  # within tolerance
+    ({"heldout_logprob": -2.0, "earlier_logprob": -2.1}, GATE,
+     "earlier nights' probes became less likely"),
+    ({"heldout_logprob": -2.0, "earlier_logprob": -2.1}, GATE.but(max_earlier_drop=0.1), None),
+])
+def test_gate_decisions(monkeypatch, after, options, reason):
+    fake_measures(monkeypatch, BASE, {**BASE, **after})
+    result = gate.check(NO_MODEL, [], [], [], options)
+    if reason is None:
+        assert result.passed and result.reasons == []
+    else:
+        assert not result.passed
+        assert len(result.reasons) == 1 and result.reasons[0].startswith(reason)
+    assert result.metrics["drift_kl"] == 0.0
+
+
+def test_gate_without_held_out_questions_or_earlier_probes(monkeypatch):
+    none = {**BASE, "heldout_logprob": None, "earlier_logprob": None}
+    fake_measures(monkeypatch, none, none)
+    assert gate.check(NO_MODEL, [], [], [], GATE).passed

@@ -1,0 +1,373 @@
+"""One night's sleep end to end on a tiny random GGUF: what it writes, what it
+records, and what it leaves alone when it is rejected, fails or is killed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("mlx.core")
+pytest.importorskip("gguf")
+
+from sleep_support import (  # noqa: E402
+    FAST, PRIVATE, SECRET, learnable_self_study, log_day, tiny_model)
+
+from pocketsleep.config import Config  # noqa: E402
+from pocketsleep.errors import PocketsleepError  # noqa: E402
+from pocketsleep.sleep import job, run_sleep  # noqa: E402
+
+
+@pytest.fixture
+def config(tmp_path) -> Config:
+    return Config(model=str(tiny_model(tmp_path)))
+
+
+def sources(journal, expert_id) -> list[int]:
+    return [r["conversation_id"] for r in journal.db.query(
+        "SELECT conversation_id FROM expert_sources WHERE expert_id = ? ORDER BY 1",
+        [expert_id])]
+
+
+def statuses(journal) -> dict[int, str]:
+    return {c.id: c.status for c in journal.conversations()}
+
+
+def expert_folders(paths) -> list[str]:
+    return sorted(p.name for p in paths.experts.iterdir()) if paths.experts.exists() else []
+
+
+def test_a_night_learns_the_pending_conversations_into_a_new_expert(
+        paths, journal, config, monkeypatch):
+    learnable_self_study(monkeypatch)
+    day = log_day(journal)
+    private = journal.log_conversation(PRIVATE, private=True)
+    phases = []
+    options = FAST.but(heldout_fraction=1.0)  # every statement question becomes a probe
+    report = run_sleep(paths, config, options, progress=lambda p, s, t: phases.append(p))
+
+    assert report.status == "succeeded", report.reasons
+    assert report.conversations == day and report.reasons == []
+    assert report.sleep_id is not None and report.expert_id is not None
+    assert report.seconds > 0
+    assert phases[0] == "writing questions" and phases[-1] == "saving expert"
+    assert "distilling" in phases and "gate" in phases
+
+    # The expert: an mlx-lm adapter folder, plus a GGUF LoRA since the base is a GGUF.
+    folder = paths.experts / "night-0001"
+    assert expert_folders(paths) == ["night-0001"]  # no temporary folder left behind
+    assert {f.name for f in folder.iterdir()} == {
+        "adapter_config.json", "adapters.safetensors", "adapter.gguf"}
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    assert cfg["num_layers"] == 1 and cfg["sleep_id"] == report.sleep_id
+    assert cfg["lora_parameters"]["rank"] == 2 and cfg["base_model"] == config.model
+    import mlx.core as mx
+
+    weights = mx.load(str(folder / "adapters.safetensors"))
+    assert len(weights) == 2 * len(options.keys)  # one block, A and B per projection
+    assert all(k.startswith("model.layers.1.") for k in weights)  # the top block of two
+    assert any(mx.abs(w).max().item() > 0 for k, w in weights.items() if k.endswith("lora_b"))
+
+    # The journal: one transaction recorded everything.
+    [expert] = journal.active_experts()
+    assert expert["id"] == report.expert_id and expert["path"] == "night-0001"
+    assert expert["level"] == "nightly" and expert["sleep_id"] == report.sleep_id
+    assert paths.expert_folder(expert["path"]) == folder
+    assert sources(journal, report.expert_id) == day
+    assert statuses(journal) == {day[0]: "consolidated", day[1]: "consolidated",
+                                 private: "pending"}
+    probes = journal.active_probes()
+    assert [q for q, _ in probes] == [f"What did I tell you in statement {i}?" for i in range(3)]
+    sleep = journal.last_sleep()
+    assert (sleep.id, sleep.status, sleep.error) == (report.sleep_id, "succeeded", None)
+    assert sleep.ended_at is not None
+    m = sleep.metrics
+    assert m["conversations"] == day
+    assert m["examples"]["heldout"] == 3 + 2  # statement questions and anchors
+    assert m["distill"]["steps"] == 2
+    assert "off_policy" in m["distill"]["loss_last_quarter"]
+    assert "on_policy" in m["distill"]["loss_last_quarter"]  # recall examples are learnable
+    assert set(m["gate"]) >= {"before", "after", "drift_kl", "ppl_change"}
+    assert m["options"]["steps"] == 2 and m["options"]["gate"] is False
+
+
+def test_the_expert_loads_onto_the_base_model(paths, journal, config):
+    log_day(journal)
+    report = run_sleep(paths, config, FAST)
+    assert report.status == "succeeded"
+    from pocketsleep.backends import mlx_lora
+    from pocketsleep.backends.mlx_engine import MlxEngine
+    from pocketsleep.models import resolve_model
+
+    engine = MlxEngine.load(resolve_model(config.model, paths), paths)
+    assert mlx_lora.attach(engine.model, paths.experts / "night-0001") == len(FAST.keys)
+
+
+def test_a_private_conversation_never_reaches_the_model(paths, journal, config, monkeypatch):
+    from pocketsleep.sleep import selfstudy
+
+    learnable_self_study(monkeypatch)
+    seen: list[str] = []
+    chat_ids, text_ids = selfstudy.ModelIO.chat_ids, selfstudy.ModelIO.text_ids
+
+    def record_chat(self, messages):
+        seen.append(json.dumps(messages))
+        return chat_ids(self, messages)
+
+    def record_text(self, text):
+        seen.append(text)
+        return text_ids(self, text)
+
+    monkeypatch.setattr(selfstudy.ModelIO, "chat_ids", record_chat)
+    monkeypatch.setattr(selfstudy.ModelIO, "text_ids", record_text)
+    # Every prompt the model runs, decoded (generation goes through generate_batch).
+    decoded: list[str] = []
+    real_batch = selfstudy.generate_batch
+
+    def record_batch(model, prompts, *a, **k):
+        tok = record_batch.tokenizer
+        decoded.extend(tok.decode(p) for p in prompts)
+        return real_batch(model, prompts, *a, **k)
+
+    real_init = selfstudy.ModelIO.__init__
+
+    def init(self, model, tokenizer):
+        record_batch.tokenizer = tokenizer
+        real_init(self, model, tokenizer)
+
+    monkeypatch.setattr(selfstudy.ModelIO, "__init__", init)
+    monkeypatch.setattr(selfstudy, "generate_batch", record_batch)
+
+    private_before = journal.log_conversation(PRIVATE, private=True)
+    day = log_day(journal)
+    private_after = journal.log_conversation(PRIVATE, title="later private")
+    journal.set_private(private_after)
+    report = run_sleep(paths, config, FAST.but(heldout_fraction=1.0))
+
+    assert report.status == "succeeded"
+    assert report.conversations == day
+    assert seen and decoded
+    # The day's text reached the model (so the recording works) and the secret did not.
+    assert any("Biscuit" in s for s in seen) and any("Biscuit" in s for s in decoded)
+    assert not any(SECRET in s for s in seen + decoded)
+    assert not any("vault" in s for s in seen + decoded)
+    assert sources(journal, report.expert_id) == day
+    assert statuses(journal)[private_before] == statuses(journal)[private_after] == "pending"
+    assert all(SECRET not in a and SECRET not in q for q, a in journal.active_probes())
+    assert SECRET not in json.dumps(journal.last_sleep().metrics)
+
+
+def test_nothing_pending_is_nothing_to_learn(paths, journal, config):
+    journal.log_conversation(PRIVATE, private=True)
+    report = run_sleep(paths, config, FAST)
+    assert report.status == "nothing to learn"
+    assert report.sleep_id is None and report.conversations == []
+    assert journal.sleeps() == []
+    assert expert_folders(paths) == []
+
+
+def test_a_dry_run_says_what_it_would_learn_and_writes_nothing(paths, journal, config):
+    day = log_day(journal)
+    report = run_sleep(paths, config, FAST, dry_run=True)
+    assert report.status == "dry run"
+    assert report.conversations == day
+    assert report.metrics["statements"] == 3
+    assert report.metrics["episode_tokens_estimate"] > 0
+    assert journal.sleeps() == []
+    assert expert_folders(paths) == []
+    assert not paths.models.exists()  # the model was not even loaded (converted)
+    assert set(statuses(journal).values()) == {"pending"}
+
+
+def test_a_gate_rejection_keeps_everything_pending(paths, journal, config):
+    day = log_day(journal)
+    # No drift is small enough: the gate must say no.
+    report = run_sleep(paths, config, FAST.but(gate=True, max_drift_kl=-1.0))
+    assert report.status == "rejected"
+    assert report.expert_id is None and report.conversations == day
+    assert any("generic answers drifted" in r for r in report.reasons)
+    assert expert_folders(paths) == []
+    assert journal.active_experts() == [] and journal.active_probes() == []
+    assert set(statuses(journal).values()) == {"pending"}
+    sleep = journal.last_sleep()
+    assert sleep.status == "rejected" and sleep.ended_at is not None
+    assert "generic answers drifted" in sleep.error
+    assert sleep.error == "; ".join(report.reasons)
+    assert sleep.metrics["gate_reasons"] == report.reasons
+    assert sleep.metrics["distill"]["steps"] == 2
+
+    # The same night with the gate off keeps the expert.
+    again = run_sleep(paths, config, FAST.but(max_drift_kl=-1.0))
+    assert again.status == "succeeded" and again.metrics["gate_reasons"]
+    assert expert_folders(paths) == [f"night-{again.sleep_id:04d}"]
+
+
+def test_a_gate_rejection_by_check(paths, journal, config, monkeypatch):
+    from pocketsleep.sleep import gate
+
+    log_day(journal)
+    monkeypatch.setattr(gate, "check", lambda *a, **k: gate.GateResult(False, ["no good"], {}))
+    report = run_sleep(paths, config, FAST.but(gate=True))
+    assert (report.status, report.reasons) == ("rejected", ["no good"])
+    assert journal.last_sleep().error == "no good"
+    assert expert_folders(paths) == []
+
+
+def test_a_failure_mid_sleep_is_recorded_and_the_next_sleep_works(
+        paths, journal, config, monkeypatch):
+    from pocketsleep.sleep import distill
+
+    day = log_day(journal)
+
+    def boom(*a, **k):
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.setattr(distill, "distill", boom)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_sleep(paths, config, FAST)
+    failed = journal.last_sleep()
+    assert failed.status == "failed" and failed.ended_at is not None
+    assert failed.error == "RuntimeError: out of memory, say"
+    assert set(statuses(journal).values()) == {"pending"}
+    assert expert_folders(paths) == []
+    assert journal.active_experts() == []
+
+    monkeypatch.undo()
+    report = run_sleep(paths, config, FAST)
+    assert report.status == "succeeded" and report.conversations == day
+    assert [s.status for s in journal.sleeps()] == ["succeeded", "failed"]
+    assert expert_folders(paths) == [f"night-{report.sleep_id:04d}"]
+
+
+def test_a_failure_while_writing_the_expert_leaves_no_folder(paths, journal, config, monkeypatch):
+    from pocketsleep.backends import gguf_lora
+
+    log_day(journal)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(gguf_lora, "write_expert_gguf", boom)
+    with pytest.raises(OSError, match="disk full"):
+        run_sleep(paths, config, FAST)
+    assert journal.last_sleep().status == "failed"
+    assert expert_folders(paths) == []  # not even a half-written temporary one
+    assert journal.active_experts() == []
+    assert set(statuses(journal).values()) == {"pending"}
+
+    monkeypatch.undo()
+    (paths.experts / ".tmp-night-0099").mkdir()  # as a sleep killed while writing leaves it
+    (paths.experts / ".tmp-night-0099" / "adapters.safetensors").write_bytes(b"half")
+    report = run_sleep(paths, config, FAST)
+    assert report.status == "succeeded"
+    assert expert_folders(paths) == [f"night-{report.sleep_id:04d}"]  # swept
+
+
+def test_ctrl_c_marks_the_sleep_interrupted(paths, journal, config, monkeypatch):
+    from pocketsleep.sleep import distill
+
+    log_day(journal)
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distill, "distill", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_sleep(paths, config, FAST)
+    assert journal.last_sleep().status == "interrupted"
+    assert set(statuses(journal).values()) == {"pending"}
+
+
+def test_a_killed_sleep_is_marked_interrupted_by_the_next(paths, journal, config):
+    log_day(journal)
+    killed = journal.begin_sleep()  # as a SIGKILLed sleep leaves it: still 'running'
+    assert journal.last_sleep().status == "running"
+    report = run_sleep(paths, config, FAST)
+    assert report.status == "succeeded" and report.sleep_id == killed + 1
+    rows = {s.id: s for s in journal.sleeps()}
+    assert rows[killed].status == "interrupted" and rows[killed].ended_at is not None
+    assert "stopped before it finished" in rows[killed].error
+    assert rows[report.sleep_id].status == "succeeded"
+
+
+def test_a_second_sleep_at_the_same_time_is_refused(paths, journal, config):
+    log_day(journal)
+    with job.sleep_lock(paths):
+        with pytest.raises(PocketsleepError, match="another sleep is already running"):
+            run_sleep(paths, config, FAST)
+        with pytest.raises(PocketsleepError, match="another sleep is already running"):
+            run_sleep(paths, config, FAST, dry_run=True)
+    assert journal.sleeps() == []
+    assert set(statuses(journal).values()) == {"pending"}
+    # The lock is free again once the holder is done.
+    assert run_sleep(paths, config, FAST, dry_run=True).status == "dry run"
+
+
+@pytest.mark.parametrize("gate_on", [True, False])
+def test_a_budget_spent_before_training_learns_nothing_and_keeps_the_day(
+        paths, journal, config, gate_on):
+    log_day(journal)
+    # 1 s minus the time kept for the gate: no time for a single step.
+    report = run_sleep(paths, config, FAST.but(budget_seconds=1, gate=gate_on))
+    assert report.metrics["distill"]["stopped_by_budget"] is True
+    assert report.metrics["distill"]["steps"] == 0
+    # An untrained expert is all zeros: nothing to keep, even with the gate off.
+    assert report.status == "rejected"
+    assert any("no distillation step ran" in r for r in report.reasons)
+    assert set(statuses(journal).values()) == {"pending"}
+    assert expert_folders(paths) == [] and journal.active_experts() == []
+
+
+def test_no_usable_examples_learn_nothing(paths, journal, config, monkeypatch):
+    from pocketsleep.sleep import selfstudy
+
+    log_day(journal)
+    monkeypatch.setattr(selfstudy, "split_heldout", lambda examples, options, rng: ([], []))
+    report = run_sleep(paths, config, FAST.but(gate=True))
+    assert report.status == "rejected" and report.metrics["examples"] == {"train": 0,
+                                                                          "heldout": 0}
+    assert any("no distillation step ran" in r for r in report.reasons)
+    assert set(statuses(journal).values()) == {"pending"}
+
+
+def test_the_second_night_wears_the_first_expert_and_adds_its_own(
+        paths, journal, config, monkeypatch):
+    from pocketsleep.backends import mlx_lora
+    from pocketsleep.sleep import gate
+
+    learnable_self_study(monkeypatch)
+    options = FAST.but(heldout_fraction=1.0)
+    first_day = log_day(journal)
+    first = run_sleep(paths, config, options)
+    assert first.status == "succeeded"
+    first_probes = journal.active_probes()
+    assert first_probes
+    first_weights = (paths.experts / "night-0001" / "adapters.safetensors").read_bytes()
+
+    attached, earlier = [], []
+    real_attach, real_check = mlx_lora.attach, gate.check
+
+    def attach(model, path, *a, **k):
+        attached.append(path)
+        return real_attach(model, path, *a, **k)
+
+    def check(io, heldout, anchors, probes, opts):
+        earlier.append(list(probes))
+        return real_check(io, heldout, anchors, probes, opts)
+
+    monkeypatch.setattr(mlx_lora, "attach", attach)
+    monkeypatch.setattr(gate, "check", check)
+    second_day = log_day(journal, [[{"role": "user", "content": "I started learning the cello."}]])
+    second = run_sleep(paths, config, options)
+
+    assert second.status == "succeeded" and second.conversations == second_day
+    assert attached == [paths.experts / "night-0001"]
+    assert earlier == [first_probes]  # the gate checks that old probes do not regress
+    assert [e["id"] for e in journal.active_experts()] == [first.expert_id, second.expert_id]
+    assert expert_folders(paths) == ["night-0001", "night-0002"]
+    assert sources(journal, first.expert_id) == first_day
+    assert sources(journal, second.expert_id) == second_day
+    # Tonight's expert is saved alone: yesterday's is unchanged and not folded in.
+    assert (paths.experts / "night-0001" / "adapters.safetensors").read_bytes() == first_weights
+    assert len(journal.active_probes()) > len(first_probes)
+    assert set(statuses(journal).values()) == {"consolidated"}

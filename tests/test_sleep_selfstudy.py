@@ -1,0 +1,176 @@
+"""Tonight's episode from the journal, and the self-study set's filters and split."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from pocketsleep import prompts
+from pocketsleep.sleep.episode import MIN_STATEMENT_WORDS, Episode
+from pocketsleep.sleep.options import SleepOptions
+
+pytest.importorskip("mlx.core")  # selfstudy needs mlx
+from pocketsleep.sleep.sampling import Generated  # noqa: E402
+from pocketsleep.sleep.selfstudy import Example, content_words, grounded, split_heldout  # noqa: E402
+
+
+# -- content words and grounding ---------------------------------------------------------
+
+def test_content_words_drop_stopwords_short_words_and_case():
+    assert content_words("My sister Anna lives in Lisbon and likes tea.") == {
+        "sister", "anna", "lives", "lisbon", "likes", "tea"}
+    assert content_words("What is the name of my dog? Tell me, please!") == {"name", "dog"}
+    assert content_words("Meeting at 10:30 on Tuesday, room 42B") == {
+        "meeting", "tuesday", "room", "42b"}
+    assert content_words("") == set()
+    assert content_words("ok thanks, I think so too") == set()
+    # Contractions carry no fact; a possessive is its noun.
+    assert content_words("I'm sure it's fine, don't worry, you're right, we'll see") == {
+        "fine", "worry", "right", "see"}
+    assert content_words("Anna's dog") == {"anna", "dog"}
+
+
+@pytest.mark.parametrize("answer, source, question, expected", [
+    # Brings a word from the statement the question did not contain.
+    ("She lives in Lisbon.", "My sister Anna lives in Lisbon.", "Where does Anna live?", True),
+    ("Lisbon", "My sister Anna lives in Lisbon.", "Where does my sister live?", True),
+    # Only repeats the question's own words: nothing learned from the episode.
+    ("Anna is your sister.", "My sister Anna lives in Lisbon.", "Who is my sister Anna?", False),
+    # Invents an answer that is not in the source.
+    ("She is in Madrid.", "My sister Anna lives in Lisbon.", "Where does Anna live?", False),
+    # Stopwords and case do not count.
+    ("I think you told me about it.", "I told you about it", "What did I say?", False),
+    ("LISBON!", "lisbon", "Where?", True),
+    ("I'm not sure, I don't know.", "I'm a nurse and I don't drive.", "What is my job?", False),
+    ("Anna's.", "It is Anna's bike.", "Whose bike is it?", True),
+    ("", "My sister Anna lives in Lisbon.", "Where does Anna live?", False),
+])
+def test_grounded(answer, source, question, expected):
+    assert grounded(answer, source, question) is expected
+
+
+# -- the held-out split ----------------------------------------------------------------------
+
+def example(kind: str, question: str, n: int = 1) -> Example:
+    answer = Generated([n], None, np.zeros((1, 2), np.int32), np.zeros((1, 2), np.float32))
+    return Example(kind, question, prompts.closed_book(question), answer,
+                   "a statement" if kind == "statement" else None)
+
+
+def examples_for_split() -> list[Example]:
+    out = []
+    for q in range(10):  # three answers per statement question
+        out += [example("statement", f"Question {q}?", n) for n in range(3)]
+    out += [example("recall", q, n) for q in prompts.RECALL_PROMPTS for n in range(2)]
+    out += [example("anchor", q) for q in prompts.ANCHOR_PROMPTS[:4]]
+    random.Random(5).shuffle(out)
+    return out
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.9])
+def test_split_heldout_keeps_whole_questions_and_never_holds_out_recall(fraction):
+    examples = examples_for_split()
+    options = SleepOptions(heldout_fraction=fraction)
+    train, heldout = split_heldout(examples, options, random.Random(0))
+    assert len(train) + len(heldout) == len(examples)
+    assert {id(e) for e in train} | {id(e) for e in heldout} == {id(e) for e in examples}
+    assert not {id(e) for e in train} & {id(e) for e in heldout}
+    held_questions = {(e.kind, e.question) for e in heldout}
+    # Every answer to a held-out question is held out; none is trained on.
+    assert not held_questions & {(e.kind, e.question) for e in train}
+    assert all(e.kind != "recall" for e in heldout)
+    assert {e.question for e in train if e.kind == "recall"} == set(prompts.RECALL_PROMPTS)
+    assert len(held_questions) == round(14 * fraction)  # 10 statement + 4 anchor questions
+
+
+def test_split_heldout_is_deterministic_for_a_seed():
+    examples = examples_for_split()
+    a = split_heldout(examples, SleepOptions(), random.Random(1))
+    b = split_heldout(examples, SleepOptions(), random.Random(1))
+    assert [[id(e) for e in part] for part in a] == [[id(e) for e in part] for part in b]
+    none = split_heldout(examples, SleepOptions(heldout_fraction=0.0), random.Random(1))
+    assert none[1] == [] and len(none[0]) == len(examples)
+
+
+# -- the episode -------------------------------------------------------------------------
+
+def episode_of(*conversations) -> Episode:
+    return Episode(tuple(range(1, len(conversations) + 1)),
+                   tuple(tuple(c) for c in conversations),
+                   tuple("2026-01-0%d" % (i + 1) for i in range(len(conversations))))
+
+
+def test_statements_are_the_users_sentences_with_enough_words():
+    ep = episode_of(
+        [{"role": "user", "content": "My sister Anna lives in Lisbon. She likes green tea! "
+                                     "Is that odd? Ok.\nWe meet every Sunday at noon."},
+         {"role": "assistant", "content": "That sounds like a lovely family tradition indeed."},
+         {"role": "user", "content": "ok thanks"}],
+        [{"role": "system", "content": "You are a helpful assistant for the whole family."},
+         {"role": "user", "content": "  I bought a red bicycle yesterday  "}],
+    )
+    assert ep.statements() == [
+        "My sister Anna lives in Lisbon.",
+        "She likes green tea!",
+        "We meet every Sunday at noon.",
+        "I bought a red bicycle yesterday",
+    ]
+    assert MIN_STATEMENT_WORDS == 4
+    assert episode_of([{"role": "user", "content": "one two three four"}]).statements() == [
+        "one two three four"]
+    assert episode_of([{"role": "user", "content": "one two three"}]).statements() == []
+
+
+def test_history_and_token_estimate():
+    ep = episode_of([{"role": "user", "content": "My dog is called Biscuit."},
+                     {"role": "assistant", "content": "Nice name."}])
+    assert ep.history() == "[2026-01-01]\nUser: My dog is called Biscuit.\nAssistant: Nice name."
+    assert ep.token_estimate() == 7 * 4 // 3
+    assert not ep.empty
+    assert episode_of().empty and episode_of([], []).empty
+
+
+def test_from_journal_takes_pending_non_private_conversations_as_they_stand(journal):
+    kept = journal.start_conversation()
+    journal.add_message(kept, "user", "My dog is called Biscuit.")
+    journal.add_message(kept, "assistant", "First answer, replaced.")
+    journal.add_message(kept, "assistant", "Second answer, the one that counts.")
+    journal.add_message(kept, "user", "He is three years old.")
+    journal.add_message(kept, "assistant", "Stopped half", state="cancelled")
+    private = journal.log_conversation([{"role": "user", "content": "My PIN is 4471, secret."}],
+                                       private=True)
+    made_private = journal.log_conversation([{"role": "user", "content": "Later private."}])
+    journal.set_private(made_private)
+    done = journal.log_conversation([{"role": "user", "content": "Learned last night."}])
+    sleep_id = journal.begin_sleep()
+    journal.accept_expert(sleep_id, "nightly", "night-0001", {}, [done], [], {})
+    forgotten = journal.log_conversation([{"role": "user", "content": "Forget me."}])
+    journal.forget(forgotten)
+    other = journal.log_conversation([{"role": "user", "content": "I live in Porto now."},
+                                      {"role": "assistant", "content": "Noted."}])
+
+    ep = Episode.from_journal(journal)
+    assert ep.conversation_ids == (kept, other)
+    assert ep.conversations[0] == (
+        {"role": "user", "content": "My dog is called Biscuit."},
+        {"role": "assistant", "content": "Second answer, the one that counts."},
+        {"role": "user", "content": "He is three years old."},
+    )
+    assert ep.conversations[1][0]["content"] == "I live in Porto now."
+    assert len(ep.dates) == 2 and all(len(d) == 10 and d[4] == "-" for d in ep.dates)
+    text = ep.history()
+    for absent in ("replaced", "Stopped half", "4471", "Later private", "Learned last night",
+                   "Forget me"):
+        assert absent not in text
+    assert ep.statements() == ["My dog is called Biscuit.", "He is three years old.",
+                               "I live in Porto now."]
+    assert private not in ep.conversation_ids
+
+
+def test_from_journal_with_nothing_pending_is_empty(journal):
+    assert Episode.from_journal(journal).empty
+    journal.log_conversation([{"role": "user", "content": "Only private things here."}],
+                             private=True)
+    assert Episode.from_journal(journal).empty
