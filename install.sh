@@ -127,4 +127,4 @@ case ":$PATH:" in
 esac
 
 .venv/bin/pocketsleep --version
-say "Done. Next: $cmd status"
+say "Done. Next: $cmd chat   (or: $cmd ask \"What is the capital of France?\")"

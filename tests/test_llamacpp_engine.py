@@ -76,7 +76,9 @@ def test_ask_prints_json_and_logs_only_when_asked(capsys, data_home):
                  "--max-tokens", "12", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["engine"] == "llamacpp" and out["answer"]
-    assert not (data_home / "journal.db").exists()
+    with Journal.open(data_home / "journal.db") as j:
+        assert j.conversations() == []  # the model is recorded, the exchange is not
+        assert [m["spec"] for m in j.models()] == ["default"]
     code = main(["ask", "What is frozen water called?", "-e", "llamacpp", "--max-tokens",
                  "12", "--log"])
     printed = capsys.readouterr().out.strip()
