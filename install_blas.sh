@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Provide an optimised BLAS for MLX's CPU path on Linux (see backends/cpu_blas.py).
+# Provide an optimised BLAS for MLX's CPU path on Linux (see backends/cpu_blas_provide.py;
+# backends/cpu_blas.py loads it at start).
 #
 #   bash install_blas.sh [PYTHON]
 #   source install_blas.sh && pocketsleep_install_blas [PYTHON]
@@ -21,7 +22,7 @@ pocketsleep_install_blas() {
     local py="${1:-${PYTHON:-python3}}"
     local here helper sudo=""
     here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-    helper="$here/backends/cpu_blas.py"
+    helper="$here/backends/cpu_blas_provide.py"
 
     [ "$(uname -s)" = "Linux" ] || return 0
     case "${POCKETSLEEP_BLAS:-}" in

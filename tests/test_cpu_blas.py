@@ -1,4 +1,5 @@
-"""The optimised BLAS for MLX's CPU path (pocketsleep.backends.cpu_blas, install_blas.sh).
+"""The optimised BLAS for MLX's CPU path (pocketsleep.backends.cpu_blas, cpu_blas_provide,
+install_blas.sh).
 
 mlx can be imported only once per process and the BLAS must be loaded before it, so
 everything that touches mlx runs in a fresh interpreter.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pocketsleep.backends import cpu_blas
+from pocketsleep.backends import cpu_blas, cpu_blas_provide
 
 ROOT = Path(__file__).resolve().parent.parent
 LINUX = sys.platform.startswith("linux")
@@ -108,7 +109,7 @@ def fast_blas(tmp_path_factory) -> dict:
     if lib is not None:
         return {}
     dest = tmp_path_factory.mktemp("blas")
-    path, message = cpu_blas.provide(dest, force=True)
+    path, message = cpu_blas_provide.provide(dest, force=True)
     if path is None:
         pytest.skip(f"no optimised BLAS installed and none could be provided: {message}")
     return {"POCKETSLEEP_BLAS": str(path)}
@@ -117,8 +118,8 @@ def fast_blas(tmp_path_factory) -> dict:
 # ------------------------------------------------------------------ pure parts
 
 def test_shim_forwards_prefixed_functions_only():
-    src = cpu_blas.shim_source(["scipy_cblas_sgemm", "scipy_sgesdd_", "claqz0_",
-                                "scipy_claqz0_", "scipy_bad.name", "other"])
+    src = cpu_blas_provide.shim_source(["scipy_cblas_sgemm", "scipy_sgesdd_", "claqz0_",
+                                        "scipy_claqz0_", "scipy_bad.name", "other"])
     assert "FWD(cblas_sgemm)" in src and "FWD(sgesdd_)" in src
     assert "FWD(claqz0_)" not in src  # the library already exports that plain name
     assert "bad.name" not in src and "FWD(other)" not in src
@@ -129,7 +130,7 @@ def test_shim_forwards_prefixed_functions_only():
 def test_exported_functions_reads_a_real_library():
     libc = next(p for p in cpu_blas._mapped_libraries(("libc.so", "libc-"))
                 if os.path.basename(p).startswith("libc"))
-    names = cpu_blas.exported_functions(libc)
+    names = cpu_blas_provide.exported_functions(libc)
     assert "malloc" in names and "memcpy" in names
 
 
@@ -140,7 +141,7 @@ def test_is_a_no_op_on_macos(monkeypatch):
     assert cpu_blas.enable_fast_blas() is None
     status = cpu_blas.blas_status()
     assert status["applies"] is False and "macOS" in status["reason"]
-    assert cpu_blas.provide()[0] is None
+    assert cpu_blas_provide.provide()[0] is None
 
 
 def test_setting_parses_the_environment(monkeypatch):
@@ -299,17 +300,17 @@ def _check_sgemm(path) -> None:
 
 
 def _can_build() -> bool:
-    return LINUX and cpu_blas._compiler() is not None
+    return LINUX and cpu_blas_provide._compiler() is not None
 
 
 @pytest.mark.skipif(not (_can_build() and HAS_MLX), reason="needs Linux, mlx and cc")
 def test_provide_builds_a_working_shim(tmp_path):
-    path, message = cpu_blas.provide(tmp_path / "blas", force=True)
+    path, message = cpu_blas_provide.provide(tmp_path / "blas", force=True)
     if path is None and "pip download" in message:
         pytest.skip(f"no package index reachable: {message}")
     assert path == tmp_path / "blas" / cpu_blas.SHIM_NAME, message
-    assert (tmp_path / "blas" / cpu_blas.SCIPY_LIB).is_file()
-    names = cpu_blas.exported_functions(path)
+    assert (tmp_path / "blas" / cpu_blas_provide.SCIPY_LIB).is_file()
+    names = cpu_blas_provide.exported_functions(path)
     for needed in ("cblas_sgemm", "cblas_dgemm", "cblas_cgemm", "sgesdd_", "sgetrf_",
                    "ssyevd_", "spotrf_", "openblas_get_config"):
         assert needed in names
@@ -328,7 +329,7 @@ def test_provide_builds_a_working_shim(tmp_path):
                     reason="x86_64 Linux with mlx")
 def test_provide_without_a_compiler_uses_ngsolve_openblas(tmp_path, monkeypatch):
     monkeypatch.setenv("CC", "false")  # the shim cannot be built
-    path, message = cpu_blas.provide(tmp_path / "blas", force=True)
+    path, message = cpu_blas_provide.provide(tmp_path / "blas", force=True)
     if path is None and "pip download" in message:
         pytest.skip(f"no package index reachable: {message}")
     assert path == tmp_path / "blas" / cpu_blas.OPENBLAS_COPY, message
