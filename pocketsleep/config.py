@@ -102,6 +102,11 @@ class Paths:
         return path if path.is_absolute() else self.experts / path
 
     @property
+    def exports(self) -> Path:
+        """Where the chat app's "Export" writes the personal model."""
+        return self.home / "exports"
+
+    @property
     def logs(self) -> Path:
         return self.home / "logs"
 

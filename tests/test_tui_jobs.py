@@ -82,7 +82,9 @@ def test_sleep_and_export_are_offered_only_when_the_cli_has_them(journal, monkey
     monkeypatch.setitem(cli.commands, "export", click.Command("export"))
     offered = titles()
     assert offered["Sleep now"].callback.args == ("Sleep now", "sleep")
-    assert offered["Export"].callback.args == ("Export", "export")
+    export_args = offered["Export"].callback.args
+    assert export_args[:3] == ("Export", "export", "--gguf")
+    assert export_args[3].endswith("exports/personal-model.gguf") and export_args[4] == "--force"
     monkeypatch.delitem(cli.commands, "sleep")
     monkeypatch.delitem(cli.commands, "export")
     assert not {"Sleep now", "Export"} & set(titles())

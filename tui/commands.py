@@ -6,6 +6,8 @@ only when the installed CLI has those subcommands; they run in their own process
 
 from __future__ import annotations
 
+from pocketsleep.config import Paths
+
 from functools import partial
 from typing import TYPE_CHECKING, Iterable
 
@@ -23,8 +25,11 @@ COPY_RECENT = 50  # how many recent messages get a "Copy message" entry
 
 #: subcommand -> (palette title, help); offered only if `pocketsleep <name>` exists.
 SUBCOMMANDS = {
-    "sleep": ("Sleep now", "Consolidate today's conversations now, in the background"),
-    "export": ("Export", "Export the personal model (GGUF), in the background"),
+    "sleep": ("Sleep now", "Consolidate today's conversations now, in the background",
+              lambda paths: []),
+    "export": ("Export", "Export the personal model to exports/personal-model.gguf "
+               "in the data home, in the background",
+               lambda paths: ["--gguf", str(paths.exports / "personal-model.gguf"), "--force"]),
 }
 
 
@@ -65,7 +70,8 @@ def chat_commands(app: "PocketsleepApp", chat: "ChatScreen") -> Iterable[SystemC
         yield SystemCommand("Reload model", "Try loading the model again", app.load_engine)
     yield SystemCommand("Help", "Show the key bindings (F1)", app.action_help)
     available = jobs.available()
-    for name, (title, help_text) in SUBCOMMANDS.items():
+    for name, (title, help_text, extra_args) in SUBCOMMANDS.items():
         if name in available:
-            yield SystemCommand(title, f"{help_text} (pocketsleep {name})",
-                                partial(app.run_subcommand, title, name))
+            args = [name, *extra_args(app.paths or Paths.resolve())]
+            yield SystemCommand(title, f"{help_text} (pocketsleep {' '.join(args)})",
+                                partial(app.run_subcommand, title, *args))
