@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from pocketsleep.errors import InputError, require
-from pocketsleep.models import ResolvedModel
+from pocketsleep.models import ResolvedModel, check_fits_in_memory
 
 from .base import Engine, GenerationOptions
 
@@ -37,6 +37,8 @@ class LlamaCppEngine(Engine):
         super().__init__(model_label)
         self._lib = require("llama_cpp", "llamacpp", "the llama.cpp engine")
         self.gguf = Path(gguf)
+        check_fits_in_memory(int(self.gguf.stat().st_size * 1.2), f"the model {gguf}",
+                             "use a smaller or more quantised GGUF")
         # llama.cpp prints loader chatter to stderr from C; keep the terminal clean.
         with contextlib.redirect_stderr(io.StringIO()):
             try:

@@ -19,7 +19,7 @@ from mlx_lm.utils import load as mlx_lm_load
 
 from pocketsleep.config import Paths
 from pocketsleep.errors import InputError
-from pocketsleep.models import ResolvedModel
+from pocketsleep.models import ResolvedModel, check_fits_in_memory
 
 from . import mlx_lora
 from .base import Engine, GenerationOptions
@@ -45,6 +45,12 @@ def mlx_folder(resolved: ResolvedModel, paths: Paths, dtype: str) -> Path:
 
     folder = converted_folder(resolved.path, paths, dtype)
     if not (folder / "config.json").exists():
+        from .gguf_import import gguf_info
+
+        info = gguf_info(resolved.path)
+        check_fits_in_memory(int(info["n_params"]) * getattr(mx, dtype).size * 2,
+                             f"converting {resolved.path} to MLX ({dtype})",
+                             "use a smaller model, or --engine llamacpp")
         paths.private_subdir(folder.parent)
         convert_gguf(resolved.path, folder, dtype=dtype)
     return folder
@@ -63,6 +69,11 @@ class MlxEngine(Engine):
     def load(cls, resolved: ResolvedModel, paths: Paths, dtype: str | None = None) -> "MlxEngine":
         dtype = dtype or default_dtype()
         folder = mlx_folder(resolved, paths, dtype)
+        weights = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+        # A folder stored in half precision doubles when loaded as float32 on a CPU.
+        factor = 2 if resolved.format == "mlx" and dtype == "float32" else 1
+        check_fits_in_memory(int(weights * factor * 1.2), f"the model in {folder}",
+                             "use a smaller model (or a quantised GGUF with --engine llamacpp)")
         try:
             model, tokenizer = mlx_lm_load(str(folder))
         except (ValueError, FileNotFoundError, KeyError) as e:

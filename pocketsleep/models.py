@@ -140,3 +140,31 @@ def _download(repo_id: str, target: Path) -> None:
             "check your network, or use --model default (embedded, no download)"
         ) from None
     (target / HUB_COMPLETE).write_text(repo_id)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for a new model (Linux: MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(needed: int, what: str, hint: str) -> None:
+    """Refuse, with a clear message, a model that cannot fit in memory, instead of
+    letting the machine swap itself to a halt or the process be killed."""
+    free = available_memory()
+    if free is not None and needed > free * 0.9:
+        raise InputError(
+            f"{what} needs about {needed / 2**30:.1f} GB of memory but only "
+            f"{free / 2**30:.1f} GB is free; {hint}"
+        )

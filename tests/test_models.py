@@ -98,3 +98,23 @@ def test_engine_choice():
     assert choose_engine("auto") in ("mlx", "llamacpp")
     with pytest.raises(InputError, match="unknown engine 'torch'"):
         choose_engine("torch")
+
+
+def test_model_too_large_for_memory_is_a_clear_error(monkeypatch):
+    from pocketsleep import models
+
+    monkeypatch.setattr(models, "available_memory", lambda: 2 * 2**30)
+    with pytest.raises(InputError, match="needs about 8.0 GB of memory but only 2.0 GB is free"):
+        models.check_fits_in_memory(8 * 2**30, "the model x.gguf", "use a smaller model")
+    models.check_fits_in_memory(1 * 2**30, "the model x.gguf", "use a smaller model")
+
+
+def test_llamacpp_engine_refuses_a_model_larger_than_memory(monkeypatch):
+    pytest.importorskip("llama_cpp")
+    from pocketsleep import models
+    from pocketsleep.backends.llamacpp_engine import LlamaCppEngine
+    from pocketsleep.models import embedded_model_path
+
+    monkeypatch.setattr(models, "available_memory", lambda: 50 * 2**20)
+    with pytest.raises(InputError, match="SmolLM2.*needs about"):
+        LlamaCppEngine(embedded_model_path(), "default")
