@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 from pocketsleep.errors import InputError, require
+from pocketsleep.files import fsync_tree
 
 from .gguf_file import GGUFHeader, read_header
 from .gguf_tokenizer import TokenizerFiles, build_tokenizer, check_tokenizer
@@ -121,7 +122,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "float32") -> Path
         del weights
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         tokenizer.write(tmp)
-        _fsync_folder(tmp)
+        fsync_tree(tmp)
         _check_out_dir(out_dir)  # again: it may have changed during the conversion
         if out_dir.exists() and any(out_dir.iterdir()):
             # Swap: the old folder moves aside (rename onto an empty folder is atomic),
@@ -277,20 +278,6 @@ def _token_config(tokenizer: TokenizerFiles) -> dict:
     eos = tokenizer.eos_token_ids
     return {"bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": eos[0] if len(eos) == 1 else eos}
-
-
-def _fsync_folder(folder: Path) -> None:
-    for f in folder.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _int(v):

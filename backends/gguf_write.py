@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from pocketsleep.errors import InputError
+from pocketsleep.files import fsync_folder
 
 # A temporary file older than this was left by an export that was killed.
 STALE_TEMP_S = 6 * 3600
@@ -196,19 +197,6 @@ def sweep_stale_temps(out: Path) -> None:
                 p.unlink()
         except OSError:
             pass
-
-
-def fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on folders
-        pass
-    finally:
-        os.close(fd)
 
 
 def human_size(n: int) -> str:

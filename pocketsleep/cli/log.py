@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-
 import click
 
 from ..errors import InputError
+from ..files import read_json
 from ..journal.db import ROLES
 from .context import CliContext
 
@@ -17,22 +14,11 @@ def read_conversation(path: str) -> list[dict]:
     """Read and validate a JSON list of {role, content}; nothing is written here."""
     name = "standard input" if path == "-" else path
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{name} is a folder; give a JSON file") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{name} is not UTF-8 text; save it as UTF-8 JSON") from None
-    except OSError as e:
-        raise InputError(f"cannot read {name}: {e.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(
-            f"{name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
-            'expected a list like [{"role": "user", "content": "..."}]'
-        ) from None
+        data = read_json(path)
+    except InputError as e:
+        if "not valid JSON" not in str(e):
+            raise
+        raise InputError(f'{e}; expected a list like [{{"role": "user", "content": "..."}}]') from None
     if not isinstance(data, list) or not data:
         raise InputError(
             f'{name}: expected a non-empty JSON list of {{"role", "content"}} objects'

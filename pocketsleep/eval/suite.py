@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import read_json
 from ..journal.db import ROLES
 
 
@@ -54,20 +55,7 @@ class Suite:
 def load_suite(path: Path | str) -> Suite:
     """Read and check a suite file; any problem is an InputError of one line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such suite file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not a suite file") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path.name}: not UTF-8 text") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path.name}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    raw = read_json(path, "suite file")
     return parse_suite(raw, source=path.name, default_name=path.stem)
 
 

@@ -21,6 +21,7 @@ from typing import Callable
 
 from ..config import Config, Paths
 from ..errors import PocketsleepError
+from ..files import fsync_tree
 from ..journal import Journal
 from ..models import resolve_model
 from .episode import Episode
@@ -181,9 +182,7 @@ def write_expert(paths: Paths, model, config_json: dict, sleep_id: int, resolved
             from ..backends.gguf_lora import write_expert_gguf
 
             write_expert_gguf(tmp, resolved.path)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+        fsync_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,0 +1,55 @@
+"""Small file-safety helpers shared by everything that writes or reads user files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import InputError
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a folder's entries (a rename into it, a new file) durable."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # platforms without directory file descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file in `folder` and the folder itself, before it is renamed into
+    place: a crash must not promote a folder whose files are still in the page cache."""
+    for f in folder.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_folder(folder)
+
+
+def read_json(path: str | Path, what: str = "file") -> object:
+    """Parse a JSON file given on the command line ('-' reads standard input);
+    every problem is one InputError line naming the file."""
+    name = "standard input" if str(path) == "-" else str(path)
+    try:
+        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such {what}") from None
+    except IsADirectoryError:
+        raise InputError(f"{name} is a folder; give a JSON {what}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{name} is not UTF-8 text; save it as UTF-8 JSON") from None
+    except OSError as e:
+        raise InputError(f"cannot read {name}: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"{name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
