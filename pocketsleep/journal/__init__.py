@@ -1,4 +1,4 @@
-"""The SQLite journal (see db.py); migrations.py holds its schema."""
+"""The SQLite journal: db.py owns all SQL, migrations.py the schema, records.py the rows."""
 
 from .db import Conversation, Journal, Message, Sleep, superseded_ids
 

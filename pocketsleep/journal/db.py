@@ -9,79 +9,24 @@ disk rather than left in free pages.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import sqlite3
-from dataclasses import dataclass
-from pathlib import Path
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Iterable, Iterator
 
 from sqlite_utils import Database
 
 from ..config import PRIVATE_FILE_MODE
-from ..errors import InputError, JournalError
+from ..errors import JournalError
 from .migrations import migrate
+from .records import (  # noqa: F401  (ROLES and the records are part of this module's API)
+    ROLES, Conversation, Message, Sleep, check_role, conversation_from_row, now, sleep_from_row,
+    superseded_ids,
+)
 
-ROLES = ("system", "user", "assistant")
 BUSY_TIMEOUT_MS = 10_000
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class Conversation:
-    id: int
-    started_at: str
-    updated_at: str
-    title: str | None
-    private: bool
-    status: str
-    source: str
-    message_count: int = 0
-
-    @property
-    def display_title(self) -> str:
-        return self.title or f"Conversation {self.id}"
-
-
-@dataclass(frozen=True)
-class Message:
-    id: int
-    conversation_id: int
-    role: str
-    content: str
-    created_at: str
-    model_version: int | None
-    token_count: int | None
-    state: str
-
-
-def superseded_ids(messages: Sequence[Message]) -> set[int]:
-    """Assistant answers replaced by a later answer to the same user turn (regenerate).
-
-    The journal keeps every answer; in a run of consecutive assistant messages only
-    the last one counts as the answer, on screen and in the prompt.
-    """
-    out: set[int] = set()
-    for before, after in zip(messages, messages[1:]):
-        if before.role == "assistant" and after.role == "assistant":
-            out.add(before.id)
-    return out
-
-
-
-@dataclass(frozen=True)
-class Sleep:
-    id: int
-    started_at: str
-    ended_at: str | None
-    status: str
-    metrics: dict
-    error: str | None
 
 
 class Journal:
@@ -156,7 +101,7 @@ class Journal:
         state: str = "complete",
     ) -> int:
         """Record one turn; it is on disk when this returns."""
-        _check_role(role)
+        check_role(role)
         t = now()
         with self._write():
             self._require_open_conversation(conversation_id)
@@ -181,7 +126,7 @@ class Journal:
         """Store a whole conversation at once: all of it, or nothing."""
         messages = list(messages)
         for m in messages:
-            _check_role(m["role"])
+            check_role(m["role"])
         t = now()
         with self._write():
             cur = self.db.execute(
@@ -208,7 +153,7 @@ class Journal:
             sql += " WHERE c.status = ?"
             params.append(status)
         sql += " ORDER BY c.id"
-        return [_conversation(row) for row in self.db.query(sql, params)]
+        return [conversation_from_row(row) for row in self.db.query(sql, params)]
 
     def conversation(self, conversation_id: int) -> Conversation:
         rows = list(
@@ -222,7 +167,7 @@ class Journal:
             raise JournalError(
                 f"no conversation {conversation_id}; `pocketsleep history` lists them"
             )
-        return _conversation(rows[0])
+        return conversation_from_row(rows[0])
 
     def messages(self, conversation_id: int) -> list[Message]:
         self.conversation(conversation_id)
@@ -288,7 +233,7 @@ class Journal:
         sql = "SELECT * FROM sleeps ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_sleep(row) for row in self.db.query(sql)]
+        return [sleep_from_row(row) for row in self.db.query(sql)]
 
     def last_sleep(self) -> Sleep | None:
         found = self.sleeps(limit=1)
@@ -423,23 +368,6 @@ class Journal:
         conversation = self.conversation(conversation_id)
         if conversation.status == "forgotten":
             raise JournalError(f"conversation {conversation_id} was forgotten")
-
-
-def _check_role(role: str) -> None:
-    if role not in ROLES:
-        raise InputError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
-
-
-def _conversation(row: dict) -> Conversation:
-    row = dict(row)
-    row["private"] = bool(row["private"])
-    return Conversation(**row)
-
-
-def _sleep(row: dict) -> Sleep:
-    row = dict(row)
-    row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
-    return Sleep(**row)
 
 
 def _explain_open_error(path: Path, error: sqlite3.DatabaseError, existed: bool) -> str:

@@ -1,0 +1,85 @@
+"""The journal's records: what a row means once it leaves SQLite (no SQL here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..errors import InputError
+
+ROLES = ("system", "user", "assistant")
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    started_at: str
+    updated_at: str
+    title: str | None
+    private: bool
+    status: str
+    source: str
+    message_count: int = 0
+
+    @property
+    def display_title(self) -> str:
+        return self.title or f"Conversation {self.id}"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    created_at: str
+    model_version: int | None
+    token_count: int | None
+    state: str
+
+
+def superseded_ids(messages: Sequence[Message]) -> set[int]:
+    """Assistant answers replaced by a later answer to the same user turn (regenerate).
+
+    The journal keeps every answer; in a run of consecutive assistant messages only
+    the last one counts as the answer, on screen and in the prompt.
+    """
+    out: set[int] = set()
+    for before, after in zip(messages, messages[1:]):
+        if before.role == "assistant" and after.role == "assistant":
+            out.add(before.id)
+    return out
+
+
+
+@dataclass(frozen=True)
+class Sleep:
+    id: int
+    started_at: str
+    ended_at: str | None
+    status: str
+    metrics: dict
+    error: str | None
+
+
+def check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InputError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+
+
+def conversation_from_row(row: dict) -> Conversation:
+    row = dict(row)
+    row["private"] = bool(row["private"])
+    return Conversation(**row)
+
+
+def sleep_from_row(row: dict) -> Sleep:
+    row = dict(row)
+    row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
+    return Sleep(**row)
