@@ -21,20 +21,18 @@ from typing import Callable
 from ..backends.base import Engine, GenerationOptions
 from ..config import Config, Paths
 from ..journal import Journal
-from ..prompts import closed_book
+from ..prompts import GENERAL_TEXT_PROMPT, closed_book
 from .methods import History, LazyEngine, Method, MethodContext
 from .scoring import judge, perplexity
 from .suite import Suite
-
-# How general_text is framed when its perplexity is measured: the one fixed prompt
-# (prompt text; it joins the rest in prompts.py when that module is next touched).
-GENERAL_TEXT_REQUEST = "Write a paragraph about a river valley."
 
 Progress = Callable[[str], None]
 
 
 def general_text_messages() -> list[dict]:
-    return closed_book(GENERAL_TEXT_REQUEST)
+    """How general_text is framed when its perplexity is measured (the same framing
+    as the sleep gate's perplexity check)."""
+    return closed_book(GENERAL_TEXT_PROMPT)
 
 
 def seed_everything(seed: int) -> None:
@@ -148,7 +146,7 @@ def run_eval(
                 "days": len(suite.days),
                 "probes": sum(len(d.probes) for d in suite.days),
                 "general_probes": len(suite.general_probes),
-                "general_text_request": GENERAL_TEXT_REQUEST,
+                "general_text_request": GENERAL_TEXT_PROMPT,
                 "peak_rss_source": memory.source,
                 "methods": results,
             }
