@@ -21,7 +21,7 @@ gguf = pytest.importorskip("gguf")
 
 from export_checks import (TEXT, gguf_fields, gguf_tensors, llamacpp, llamacpp_logits,  # noqa: E402
                            llamacpp_model, mlx_logits, relative_error, write_lora_expert)
-from tiny_models import write_tiny_gguf  # noqa: E402
+from tiny_models import write_tiny_gguf, write_unsupported_gguf  # noqa: E402
 
 from pocketsleep.backends import gguf_write, mlx_lora  # noqa: E402
 from pocketsleep.backends.gguf_export import export_gguf  # noqa: E402
@@ -258,14 +258,7 @@ def only(folder) -> list[str]:
 
 
 def test_unsupported_architectures_are_refused(tmp_path):
-    path = tmp_path / "gemma.gguf"
-    w = gguf.GGUFWriter(str(path), "gemma3")
-    w.add_block_count(1)
-    w.add_tensor("token_embd.weight", np.zeros((4, 32), np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    path = write_unsupported_gguf(tmp_path / "gemma.gguf")
     assert_input_error(lambda: export_gguf(path, tmp_path / "o.gguf"), "gemma.gguf",
                        "architecture 'gemma3' cannot be exported to GGUF (supported: llama, qwen2)")
     t = write_tiny_gguf(tmp_path / "t.gguf")

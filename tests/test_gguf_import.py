@@ -26,7 +26,9 @@ mx = pytest.importorskip("mlx.core")
 pytest.importorskip("mlx_lm")
 gguf = pytest.importorskip("gguf")
 
-from tiny_models import _permute, f32_twin, quantize_with_llamacpp, write_tiny_gguf  # noqa: E402
+from tiny_models import (  # noqa: E402
+    _permute, f32_twin, quantize_with_llamacpp, write_tiny_gguf, write_unsupported_gguf,
+)
 
 import pocketsleep.backends.gguf_weights as gguf_weights  # noqa: E402
 from pocketsleep.backends.gguf_import import convert_gguf, gguf_info, load_gguf  # noqa: E402
@@ -305,14 +307,7 @@ def test_truncated_file(tmp_path, keep):
 
 
 def test_unsupported_architecture(tmp_path):
-    path = tmp_path / "gemma.gguf"
-    w = gguf.GGUFWriter(str(path), "gemma3")
-    w.add_block_count(1)
-    w.add_tensor("token_embd.weight", np.zeros((4, 32), np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    path = write_unsupported_gguf(tmp_path / "gemma.gguf")
     message = assert_input_error(
         lambda: convert_gguf(path, tmp_path / "out"), "gemma.gguf",
         "architecture 'gemma3' is not supported (supported: llama, qwen2)",

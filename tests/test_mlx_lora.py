@@ -7,21 +7,14 @@ import pytest
 mx = pytest.importorskip("mlx.core")
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
-from mlx_lm.models import llama  # noqa: E402
+from tiny_models import tiny_mlx_llama  # noqa: E402
 
 from pocketsleep.backends import mlx_lora  # noqa: E402
 from pocketsleep.errors import InputError  # noqa: E402
 
-ARGS = dict(model_type="llama", hidden_size=32, num_hidden_layers=2, intermediate_size=64,
-            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, vocab_size=50)
-
-
 @pytest.fixture
 def model():
-    mx.random.seed(0)
-    m = llama.Model(llama.ModelArgs(**ARGS))
-    m.eval()
-    return m
+    return tiny_mlx_llama()
 
 
 def write_expert(folder, model, layers=(1,), rank=4, scale=2.0, seed=1):
@@ -92,7 +85,7 @@ def test_attached_experts_are_frozen(model, tmp_path):
 
 
 def test_expert_for_another_model_is_refused(model, tmp_path):
-    other = llama.Model(llama.ModelArgs(**{**ARGS, "hidden_size": 64, "intermediate_size": 128}))
+    other = tiny_mlx_llama(hidden_size=64, intermediate_size=128)
     write_expert(tmp_path / "e1", other)
     with pytest.raises(InputError, match="does not fit this model"):
         mlx_lora.attach(model, tmp_path / "e1")

@@ -8,23 +8,18 @@ import pytest
 mx = pytest.importorskip("mlx.core")
 import mlx.nn as nn  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
-from mlx_lm.models import llama  # noqa: E402
+from tiny_models import tiny_mlx_llama  # noqa: E402
 
 from pocketsleep.backends import mlx_lora  # noqa: E402
 from pocketsleep.sleep import objective  # noqa: E402
 from pocketsleep.sleep.objective import NEG  # noqa: E402
 
 VOCAB = 50
-ARGS = dict(model_type="llama", hidden_size=32, num_hidden_layers=2, intermediate_size=64,
-            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, vocab_size=VOCAB)
 
 
 @pytest.fixture
 def model():
-    mx.random.seed(0)
-    m = llama.Model(llama.ModelArgs(**ARGS))
-    m.eval()
-    return m
+    return tiny_mlx_llama(vocab_size=VOCAB)
 
 
 def np_log_softmax(x: np.ndarray) -> np.ndarray:

@@ -8,21 +8,18 @@ import pytest
 
 mx = pytest.importorskip("mlx.core")
 from mlx.utils import tree_map  # noqa: E402
-from mlx_lm.models import llama  # noqa: E402
+from tiny_models import tiny_mlx_llama  # noqa: E402
 
 from pocketsleep.sleep import sampling  # noqa: E402
 from pocketsleep.sleep.sampling import fork, generate, generate_batch, prefill, sample_group  # noqa: E402
 
 VOCAB = 64
-ARGS = dict(model_type="llama", hidden_size=32, num_hidden_layers=2, intermediate_size=64,
-            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, vocab_size=VOCAB)
 K = 5
 
 
 @pytest.fixture(scope="module")
 def model():
-    mx.random.seed(0)
-    m = llama.Model(llama.ModelArgs(**ARGS))
+    m = tiny_mlx_llama(vocab_size=VOCAB)
     # Larger weights than the default init: a peaked distribution, no near-ties.
     m.update(tree_map(lambda w: w * 3, m.parameters()))
     m.eval()

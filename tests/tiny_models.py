@@ -318,3 +318,35 @@ def _write_with_gguf_py(gguf_path: Path, out_path: Path, arrays: dict) -> Path:
     w.write_tensors_to_file()
     w.close()
     return Path(out_path)
+
+
+# -- tiny in-memory MLX models and odd GGUFs, shared by the tests -----------------------
+
+TINY_MLX_ARGS = dict(model_type="llama", hidden_size=32, num_hidden_layers=2,
+                     intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+                     rms_norm_eps=1e-5, vocab_size=50)
+
+
+def tiny_mlx_llama(seed: int = 0, **overrides):
+    """A tiny random mlx-lm llama (vocabulary 50 unless overridden), in eval mode."""
+    import mlx.core as mx
+    from mlx_lm.models import llama
+
+    mx.random.seed(seed)
+    model = llama.Model(llama.ModelArgs(**{**TINY_MLX_ARGS, **overrides}))
+    model.eval()
+    return model
+
+
+def write_unsupported_gguf(path: Path, architecture: str = "gemma3") -> Path:
+    """A minimal GGUF of an architecture pocketsleep does not support."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), architecture)
+    w.add_block_count(1)
+    w.add_tensor("token_embd.weight", np.zeros((4, 32), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
