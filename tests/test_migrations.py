@@ -87,6 +87,16 @@ EXPECTED = {
         ("first_used_at", "TEXT", 1, None, 0),
         ("last_used_at", "TEXT", 1, None, 0),
     ],
+    "nightly_runs": [
+        ("id", "INTEGER", 0, None, 1),
+        ("started_at", "TEXT", 1, None, 0),
+        ("finished_at", "TEXT", 0, None, 0),
+        ("trigger", "TEXT", 1, None, 0),
+        ("outcome", "TEXT", 1, "'running'", 0),
+        ("detail", "TEXT", 0, None, 0),
+        ("sleep_id", "INTEGER", 0, None, 0),
+        ("pid", "INTEGER", 0, None, 0),
+    ],
 }
 
 

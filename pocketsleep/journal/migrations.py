@@ -162,3 +162,29 @@ def m002_models(db: Database) -> None:
         );
         """,
     )
+
+
+@migration
+def m003_nightly_runs(db: Database) -> None:
+    # Every run of the scheduled nightly job (or of its catch-up after a missed
+    # night): when it ran, why it was started, and what came of it, so `schedule
+    # status` can show the last result and a missed night can be detected.
+    # `outcome` 'skipped' carries its reason in `detail` (on battery, nothing
+    # pending, chat open, another sleep running); `pid` tells a live run from one
+    # that was killed.
+    _statements(
+        db,
+        """
+        CREATE TABLE nightly_runs (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            trigger TEXT NOT NULL CHECK (trigger IN ('schedule', 'catch-up')),
+            outcome TEXT NOT NULL DEFAULT 'running'
+                CHECK (outcome IN ('running', 'slept', 'rejected', 'skipped', 'failed')),
+            detail TEXT,
+            sleep_id INTEGER REFERENCES sleeps(id),
+            pid INTEGER
+        );
+        """,
+    )
