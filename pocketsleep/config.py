@@ -39,6 +39,9 @@ class Config:
     # Which engine answers in chat: "auto" (MLX on Apple silicon and CUDA, llama.cpp
     # on CPU-only machines), "mlx" or "llamacpp".
     engine: str = "auto"
+    # The scheduled nightly sleep skips a night when the machine runs on battery
+    # (as the OS reports it); false lets it run on battery too.
+    skip_on_battery: bool = True
 
 
 def default_home() -> Path:
@@ -48,6 +51,17 @@ def default_home() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("pocketsleep", appauthor=False))
+
+
+def launch_agents_dir() -> Path:
+    """macOS: where a user's launchd agents live."""
+    return Path.home() / "Library" / "LaunchAgents"
+
+
+def systemd_user_dir() -> Path:
+    """Linux: where a user's own systemd units live."""
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "systemd" / "user"
 
 
 def make_private_dir(path: Path) -> Path:
@@ -109,6 +123,27 @@ class Paths:
     @property
     def logs(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def nightly_log(self) -> Path:
+        """The nightly job's own log (rotated)."""
+        return self.logs / "nightly.log"
+
+    @property
+    def nightly_output(self) -> Path:
+        """Whatever the scheduled process prints (launchd, systemd, cron, catch-up)."""
+        return self.logs / "nightly-output.log"
+
+    @property
+    def schedule_file(self) -> Path:
+        """What `schedule install` set up: system, time, unit or entry."""
+        return self.home / "schedule.json"
+
+    @property
+    def chat_lock(self) -> Path:
+        """Held shared by every open chat; the nightly job sleeps only when it can
+        take it exclusively."""
+        return self.home / "chat.lock"
 
     def ensure(self) -> "Paths":
         """Create the data home (private) and check it is writable."""

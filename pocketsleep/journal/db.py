@@ -22,8 +22,8 @@ from ..config import PRIVATE_FILE_MODE
 from ..errors import JournalError
 from .migrations import migrate
 from .records import (  # noqa: F401  (ROLES and the records are part of this module's API)
-    ROLES, Conversation, Message, Sleep, check_role, conversation_from_row, now, sleep_from_row,
-    superseded_ids,
+    ROLES, Conversation, Message, NightlyRun, Sleep, check_role, conversation_from_row, now,
+    sleep_from_row, superseded_ids,
 )
 
 BUSY_TIMEOUT_MS = 10_000
@@ -289,6 +289,41 @@ class Journal:
             "SELECT p.question, p.answers FROM probes p JOIN experts e ON e.id = p.expert_id"
             " WHERE e.status = 'active' ORDER BY p.id")
         return [(r["question"], json.loads(r["answers"])[0]) for r in rows]
+
+    # -- nightly runs (the scheduled job) ----------------------------------------
+
+    def begin_nightly_run(self, trigger: str, pid: int | None = None) -> int:
+        with self._write():
+            cur = self.db.execute(
+                "INSERT INTO nightly_runs (started_at, trigger, pid) VALUES (?, ?, ?)",
+                [now(), trigger, pid])
+        return cur.lastrowid
+
+    def claim_nightly_run(self, run_id: int, pid: int) -> None:
+        """The process that carries out a run recorded by another (a catch-up) owns it."""
+        with self._write():
+            cur = self.db.execute(
+                "UPDATE nightly_runs SET pid = ? WHERE id = ? AND outcome = 'running'",
+                [pid, run_id])
+        if cur.rowcount != 1:
+            raise JournalError(f"no running nightly run {run_id} to carry out")
+
+    def end_nightly_run(self, run_id: int, outcome: str, detail: str | None = None,
+                        sleep_id: int | None = None) -> None:
+        with self._write():
+            self.db.execute(
+                "UPDATE nightly_runs SET outcome = ?, detail = ?, sleep_id = ?,"
+                " finished_at = ? WHERE id = ?",
+                [outcome, detail, sleep_id, now(), run_id])
+
+    def nightly_runs(self, limit: int = 10) -> list[NightlyRun]:
+        rows = self.db.query(
+            "SELECT * FROM nightly_runs ORDER BY id DESC LIMIT ?", [int(limit)])
+        return [NightlyRun(**row) for row in rows]
+
+    def last_nightly_run(self) -> NightlyRun | None:
+        found = self.nightly_runs(limit=1)
+        return found[0] if found else None
 
     # -- models ----------------------------------------------------------------
 

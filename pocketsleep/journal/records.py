@@ -83,3 +83,17 @@ def sleep_from_row(row: dict) -> Sleep:
     row = dict(row)
     row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
     return Sleep(**row)
+
+
+@dataclass(frozen=True)
+class NightlyRun:
+    """One run of the scheduled nightly job (see `pocketsleep.nightly`)."""
+
+    id: int
+    started_at: str
+    finished_at: str | None
+    trigger: str  # "schedule" | "catch-up"
+    outcome: str  # "running" | "slept" | "rejected" | "skipped" | "failed"
+    detail: str | None  # why it skipped or failed; what it learned
+    sleep_id: int | None
+    pid: int | None
