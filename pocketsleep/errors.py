@@ -24,6 +24,10 @@ class InputError(PocketsleepError):
     """A file or argument given on the command line is malformed."""
 
 
+class Busy(PocketsleepError):
+    """Something that must run alone (a sleep) is already running."""
+
+
 class MissingDependency(PocketsleepError):
     """An optional heavy package (mlx, llama_cpp, textual, ...) is not installed."""
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from ..config import Config, Paths
-from ..errors import PocketsleepError
+from ..errors import Busy
 from ..files import fsync_tree
 from ..journal import Journal
 from ..models import resolve_model
@@ -51,7 +51,7 @@ def sleep_lock(paths: Paths):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise PocketsleepError("another sleep is already running; wait for it to finish "
+        raise Busy("another sleep is already running; wait for it to finish "
                                "(`pocketsleep status` shows it)") from None
     try:
         os.ftruncate(fd, 0)
