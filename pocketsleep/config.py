@@ -42,6 +42,9 @@ class Config:
     # The scheduled nightly sleep skips a night when the machine runs on battery
     # (as the OS reports it); false lets it run on battery too.
     skip_on_battery: bool = True
+    # How many earlier versions of the personal model to keep for rollback, besides
+    # the current one; older ones (and the experts only they used) are deleted.
+    keep_versions: int = 2
 
 
 def default_home() -> Path:
@@ -109,6 +112,16 @@ class Paths:
     def experts(self) -> Path:
         """LoRA experts, one folder each."""
         return self.home / "experts"
+
+    @property
+    def versions(self) -> Path:
+        """The numbered versions of the personal model (base + experts, merged)."""
+        return self.models / "versions"
+
+    def version_folder(self, stored: str) -> Path:
+        """A version's folder from its journal path (stored relative to `versions`)."""
+        path = Path(stored)
+        return path if path.is_absolute() else self.versions / path
 
     def expert_folder(self, stored: str) -> Path:
         """An expert's folder from its journal path (stored relative to `experts`)."""
