@@ -46,6 +46,13 @@ EXPECTED = {
         ("path", "TEXT", 1, None, 0),
         ("status", "TEXT", 1, "'ready'", 0),
         ("notes", "TEXT", 0, None, 0),
+        ("switched_at", "TEXT", 0, None, 0),
+        ("size_bytes", "INTEGER", 0, None, 0),
+        ("checks", "TEXT", 0, None, 0),
+    ],
+    "version_experts": [
+        ("version_id", "INTEGER", 1, None, 1),
+        ("expert_id", "INTEGER", 1, None, 2),
     ],
     "experts": [
         ("id", "INTEGER", 0, None, 1),
@@ -181,3 +188,24 @@ def test_a_real_m001_journal_upgrades_and_keeps_its_conversations(tmp_path):
         assert j.schema_version() == [m.__name__ for m in MIGRATIONS]
         assert [m.content for m in j.messages(1)] == ["My dog is Biscuit."]
         assert schema(j.db) == EXPECTED
+
+
+def test_m004_keeps_version_rows_and_allows_one_current_version():
+    db = Database(memory=True)
+    db.execute(MIGRATIONS_TABLE_SQL)
+    for fn in MIGRATIONS:
+        if fn.__name__ == "m004_versions":
+            db.execute("INSERT INTO model_versions (created_at, base_model, path, status)"
+                       " VALUES ('then', 'default', 'v0001', 'current')")
+        fn(db)
+    row = db.execute("SELECT base_model, path, status, switched_at FROM model_versions").fetchone()
+    assert row == ("default", "v0001", "current", None)
+    try:
+        db.execute("INSERT INTO model_versions (created_at, base_model, path, status)"
+                   " VALUES ('now', 'default', 'v0002', 'current')")
+    except sqlite3.IntegrityError:
+        pass
+    else:
+        raise AssertionError("two current versions were accepted")
+    db.execute("INSERT INTO model_versions (created_at, base_model, path, status)"
+               " VALUES ('now', 'default', 'v0002', 'refused')")

@@ -188,3 +188,43 @@ def m003_nightly_runs(db: Database) -> None:
         );
         """,
     )
+
+
+@migration
+def m004_versions(db: Database) -> None:
+    # The morning merge makes numbered versions of the personal model. A version
+    # whose fused weights disagreed with base + experts is kept as a record with
+    # status 'refused' (m001's CHECK has no such value, so the table is rebuilt; it
+    # held no rows before this release). `switched_at` is when it last became
+    # current, `checks` the fused-vs-unfused comparison (JSON), `size_bytes` its
+    # files. At most one version is current. `version_experts` says which experts
+    # each version holds: the engines use a version only when it holds exactly the
+    # active experts, and a rollback makes that set active again.
+    _statements(
+        db,
+        """
+        CREATE TABLE model_versions_m004 (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            base_model TEXT NOT NULL,
+            path TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'ready'
+                CHECK (status IN ('ready', 'current', 'previous', 'refused', 'pruned')),
+            notes TEXT,
+            switched_at TEXT,
+            size_bytes INTEGER,
+            checks TEXT
+        );
+        INSERT INTO model_versions_m004 (id, created_at, base_model, path, status, notes)
+            SELECT id, created_at, base_model, path, status, notes FROM model_versions;
+        DROP TABLE model_versions;
+        ALTER TABLE model_versions_m004 RENAME TO model_versions;
+        CREATE UNIQUE INDEX idx_one_current_version ON model_versions(status)
+            WHERE status = 'current';
+        CREATE TABLE version_experts (
+            version_id INTEGER NOT NULL REFERENCES model_versions(id),
+            expert_id INTEGER NOT NULL REFERENCES experts(id),
+            PRIMARY KEY (version_id, expert_id)
+        );
+        """,
+    )
