@@ -28,6 +28,11 @@ class Busy(PocketsleepError):
     """Something that must run alone (a sleep) is already running."""
 
 
+class ScheduleError(PocketsleepError):
+    """The nightly schedule cannot be installed, read or removed (crontab missing,
+    launchctl or systemctl failing)."""
+
+
 class MissingDependency(PocketsleepError):
     """An optional heavy package (mlx, llama_cpp, textual, ...) is not installed."""
 

@@ -24,6 +24,26 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def write_file_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data` all at once: written beside it, flushed, renamed.
+
+    A crash leaves the old file or the new one, never half of either.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)  # O_CREAT's mode is filtered by the umask
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_folder(path.parent)
+
+
 def fsync_tree(folder: Path) -> None:
     """Flush every file in `folder` and the folder itself, before it is renamed into
     place: a crash must not promote a folder whose files are still in the page cache."""
