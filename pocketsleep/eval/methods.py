@@ -15,14 +15,9 @@ is everything said so far in the suite, oldest first, as (date, messages) pairs:
 a method that *is* the in-context baseline may look at it. The others must answer
 from what `night` left them (weights, experts), closed-book.
 
-Adding a method is one class with `@register`. `sleep` (and its ablations) is
-below; naive LoRA SFT is expected next (not built yet):
-
-    @register
-    class NaiveSft(Method):
-        name = "sft"
-        description = "naive LoRA fine-tuning on the raw transcripts"
-        def night(self, day, journal): ...   # train one LoRA on day.conversations, attach it
+Adding a method is one class with `@register`. `sft` (naive LoRA fine-tuning on the
+raw transcripts, the baseline sleep must beat on retention) and `sleep` (and its
+ablations) are below.
 
 The engine is shared by all methods of a run (loading a model once), so a method
 that attaches experts must leave it bare again: the harness calls
@@ -32,6 +27,7 @@ that attaches experts must leave it bare again: the harness calls
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, ClassVar
 
 from ..backends.base import Engine, GenerationOptions
@@ -149,6 +145,36 @@ class InContext(Method):
     def answer(self, question: str, history: History) -> str:
         text = render_history([m for _, m in history], [d for d, _ in history])
         return self.generate(in_context(text, question))
+
+
+@register
+class NaiveSft(Method):
+    """Each night, a new LoRA expert trained on the day's raw transcripts (next-token
+    cross-entropy, every token, a fixed number of steps) and kept without a gate
+    (eval/sft.py); by day, the base engine wearing every night's expert."""
+
+    name = "sft"
+    description = "naive LoRA fine-tuning on the raw transcripts, no gate"
+
+    def __init__(self, ctx: MethodContext):
+        super().__init__(ctx)
+        self.experts: list[Path] = []  # each night's expert folder, oldest first
+        self.losses: list[list[float]] = []  # each night's training losses
+
+    def night(self, day: Day, journal: Journal) -> None:
+        from .sft import SftOptions, sft_night
+
+        n = len(self.losses) + 1
+        done = sft_night(self.ctx.paths, self.ctx.config, day.conversations, self.experts,
+                         night=n, options=SftOptions(seed=self.ctx.seed + n - 1))
+        self.losses.append(done.losses)
+        if done.expert is not None:
+            self.experts.append(done.expert)
+            self.engine.attach_expert(done.expert)
+
+    def close(self) -> None:
+        if self.ctx.shared_engine.loaded is not None:
+            self.engine.detach_experts()
 
 
 class Sleep(Method):

@@ -1,0 +1,160 @@
+"""Naive LoRA fine-tuning on the raw transcripts: the `sft` baseline of `pocketsleep eval`.
+
+What sleep must beat on retention (DESIGN.md §5). Each night:
+
+    the personal model as it is (base + earlier nights' experts, frozen)
+    + a new LoRA expert, shaped like the sleep's (rank, layers, projections)
+    → next-token cross-entropy on the day's conversations, rendered with the model's
+      chat template, every token in the loss (user turns included: that is where the
+      user states facts), a fixed number of Adam steps
+    → the expert is written like a sleep's (MLX adapter + GGUF LoRA) and kept: no gate.
+
+The loss has mlx-lm's `(model, batch, lengths) -> (loss, ntoks)` shape and batches
+use its layout, so mlx-lm's own loop and evaluation could run it too.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+import pocketsleep.backends  # noqa: F401  (fast BLAS before mlx loads)
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+
+from ..config import Config, Paths
+from ..sleep.options import SleepOptions
+
+_SLEEP = SleepOptions()
+
+
+@dataclass(frozen=True)
+class SftOptions:
+    # The expert's shape and the training budget are the sleep's defaults, so the two
+    # methods add the same capacity and take as many optimiser steps of the same size.
+    rank: int = _SLEEP.rank
+    scale: float = _SLEEP.scale
+    num_layers: int = _SLEEP.num_layers
+    keys: tuple[str, ...] = _SLEEP.keys
+    steps: int = _SLEEP.steps
+    batch_size: int = _SLEEP.batch_size
+    learning_rate: float = _SLEEP.learning_rate
+    # A conversation longer than this is trained as consecutive windows (nothing the
+    # user said is cut off, and one long day cannot blow up memory).
+    max_tokens: int = 1024
+    seed: int = 0
+
+
+def transcript_sequences(tokenizer, conversations: Sequence[Sequence[dict]],
+                         max_tokens: int) -> list[list[int]]:
+    """Each conversation as the model sees a chat: its chat template, every turn,
+    no generation prompt; split into windows of at most `max_tokens`. Windows overlap
+    by one token, so every token but the first is a training target exactly once."""
+    out = []
+    stride = max(1, max_tokens - 1)
+    for conversation in conversations:
+        ids = list(tokenizer.apply_chat_template([dict(m) for m in conversation],
+                                                 tokenize=True))
+        out += [ids[i:i + max_tokens] for i in range(0, len(ids) - 1, stride)]
+    return out
+
+
+def collate(sequences: Sequence[Sequence[int]]) -> tuple[mx.array, mx.array]:
+    """mlx-lm's batch layout: rows right-padded with 0, and per row (offset, length).
+    The offset is 0: no prompt is masked, the loss covers the whole transcript."""
+    rows = np.zeros((len(sequences), max(len(s) for s in sequences)), np.int32)
+    for i, s in enumerate(sequences):
+        rows[i, :len(s)] = s
+    return mx.array(rows), mx.array([[0, len(s)] for s in sequences])
+
+
+def transcript_loss(model, batch: mx.array, lengths: mx.array) -> tuple[mx.array, mx.array]:
+    """Mean next-token cross-entropy over the real tokens of each row.
+
+    mlx-lm's `default_loss`, except for the mask's upper bound: it keeps steps
+    <= length, which reaches one past the last real token (ml-explore/mlx-lm#1697)
+    and would train every padded row to predict the pad id 0 after its transcript.
+    """
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    logits = model(inputs)
+    steps = mx.arange(1, targets.shape[1] + 1)  # index of each target in its row
+    mask = mx.logical_and(steps >= lengths[:, 0:1], steps < lengths[:, 1:])
+    ce = nn.losses.cross_entropy(logits, targets) * mask
+    ntoks = mask.sum()
+    return ce.astype(mx.float32).sum() / ntoks, ntoks
+
+
+def batches(sequences: list[list[int]], batch_size: int, seed: int) -> Iterator[list[list[int]]]:
+    """Endless batches: every sequence once per epoch, in a seeded shuffled order.
+    (mlx-lm's iterate_batches drops the remainder and needs batch_size sequences: a
+    day with three conversations would lose one, or fail.)"""
+    rng = random.Random(seed)
+    order: list[int] = []
+    while True:
+        batch = []
+        while len(batch) < batch_size:
+            if not order:
+                order = list(range(len(sequences)))
+                rng.shuffle(order)
+            batch.append(sequences[order.pop()])
+        yield batch
+
+
+def train_expert(model, sequences: list[list[int]], options: SftOptions,
+                 progress: Callable[[str, int, int], None] = lambda *a: None) -> list[float]:
+    """`options.steps` Adam steps on the model's trainable parameters (tonight's expert);
+    returns each step's loss."""
+    optimizer = optim.Adam(learning_rate=options.learning_rate)
+    loss_and_grad = nn.value_and_grad(model, transcript_loss)
+    losses = []
+    draw = batches(sequences, options.batch_size, options.seed)
+    for step in range(options.steps):
+        progress("fine-tuning", step, options.steps)
+        (loss, _), grads = loss_and_grad(model, *collate(next(draw)))
+        optimizer.update(model, grads)
+        mx.eval(model.trainable_parameters(), optimizer.state, loss)
+        losses.append(loss.item())
+    return losses
+
+
+@dataclass
+class SftNight:
+    expert: Path | None  # None: the day had nothing to train on
+    losses: list[float]
+
+
+def sft_night(paths: Paths, config: Config, conversations: Sequence[Sequence[dict]],
+              earlier: Sequence[Path], night: int, options: SftOptions = SftOptions(),
+              progress: Callable[[str, int, int], None] = lambda *a: None) -> SftNight:
+    """Train and write one night's expert in `paths`; `earlier` experts are worn frozen."""
+    from ..backends import mlx_lora
+    from ..backends.mlx_engine import MlxEngine
+    from ..models import resolve_model
+    from ..sleep.job import write_expert
+
+    resolved = resolve_model(config.model, paths)
+    engine = MlxEngine.load(resolved, paths)
+    try:
+        sequences = transcript_sequences(engine.tokenizer, conversations, options.max_tokens)
+        if not sequences:
+            return SftNight(None, [])
+        for folder in earlier:
+            mlx_lora.attach(engine.model, folder)
+        mlx_lora.add_trainable_expert(engine.model, options.num_layers, list(options.keys),
+                                      options.rank, options.scale, seed=options.seed)
+        losses = train_expert(engine.model, sequences, options, progress)
+        config_json = {"num_layers": options.num_layers, "fine_tune_type": "lora",
+                       "lora_parameters": {"rank": options.rank, "scale": options.scale,
+                                           "dropout": 0.0, "keys": list(options.keys)},
+                       "base_model": resolved.spec, "sft_night": night}
+        # The sleep job's atomic writer: the same folder layout, and a GGUF LoRA so
+        # the llama.cpp engine can wear the expert too.
+        name = write_expert(paths, engine.model, config_json, night, resolved)
+    finally:
+        engine.close()
+    return SftNight(paths.expert_folder(name), losses)
