@@ -123,6 +123,11 @@ class Paths:
         path = Path(stored)
         return path if path.is_absolute() else self.versions / path
 
+    @property
+    def merge_lock(self) -> Path:
+        """Held while a version of the personal model is built, switched or rolled back."""
+        return self.home / "merge.lock"
+
     def expert_folder(self, stored: str) -> Path:
         """An expert's folder from its journal path (stored relative to `experts`)."""
         path = Path(stored)
