@@ -56,6 +56,7 @@ class PocketsleepApp(App):
         paths: Paths | None = None,
         conversation_id: int | None = None,
         options: GenerationOptions | None = None,
+        notices: Iterable[str] = (),
     ) -> None:
         super().__init__()
         self.journal = journal
@@ -68,10 +69,13 @@ class PocketsleepApp(App):
         self.engine_lock = threading.Lock()  # held while the engine computes
         self.jobs: list[Job] = []
         self.chat = ChatScreen(conversation_id)
+        self.notices = list(notices)  # told once the window is up (a missed night...)
 
     def on_mount(self) -> None:
         self.push_screen(self.chat)
         self.load_engine()
+        for notice in self.notices:
+            self.notify(notice, timeout=15)
 
     # -- the engine ----------------------------------------------------------------
 

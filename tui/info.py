@@ -50,9 +50,23 @@ def personal_model_version(journal: Journal, paths: Paths | None) -> str:
 def next_scheduled_sleep(paths: Paths | None) -> dt.datetime | None:
     """When the next scheduled sleep runs, or None when none is scheduled.
 
-    The one place the chat app asks; the scheduling feature fills it in.
+    The one place the chat app asks. Read from the schedule's record in the data
+    home (no crontab or systemctl call on the chat's clock tick); a damaged record
+    shows as "not scheduled" here, and `pocketsleep schedule status` explains it.
     """
-    return None
+    if paths is None:
+        return None
+    from pocketsleep.errors import PocketsleepError
+    from pocketsleep.schedules import state
+    from pocketsleep.schedules.timing import next_run
+
+    try:
+        schedule = state.load(paths)
+    except PocketsleepError:
+        return None
+    if schedule is None:
+        return None
+    return next_run(schedule.time_of_day, dt.datetime.now())
 
 
 def gather_status(journal: Journal, paths: Paths | None, engine: str) -> StatusInfo:

@@ -17,6 +17,11 @@ from ..errors import PocketsleepError
 from .context import CliContext
 
 
+# Commands that start a missed night's sleep in the background: the chat, and light
+# commands (not `ask`, which would compete with it for the CPU).
+CATCH_UP_ON = {"chat", "status", "history", "log"}
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pocketsleep")
 @click.pass_context
@@ -27,12 +32,18 @@ def cli(ctx: click.Context) -> None:
     """
     ctx.obj = CliContext()
     ctx.call_on_close(ctx.obj.close)
+    if ctx.invoked_subcommand in CATCH_UP_ON:
+        from .nightly import catch_up_at_start
+
+        catch_up_at_start(ctx.obj, ctx.invoked_subcommand)
 
 
 def _register() -> None:
-    from . import ask, chat, eval, export, forget, history, log, sleep, status
+    from . import (ask, chat, eval, export, forget, history, log, nightly, schedule, sleep,
+                   status)
 
-    for module in (status, history, log, forget, ask, chat, sleep, export, eval):
+    for module in (status, history, log, forget, ask, chat, sleep, export, eval,
+                   schedule, nightly):
         cli.add_command(module.command)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import JournalError, require
+from ..nightly.chat_lock import chat_open
 from .context import CliContext
 
 
@@ -40,5 +41,12 @@ def command(obj: CliContext, model: str | None, engine: str | None,
 
         return open_engine(paths, config, model=model, engine=engine)
 
-    PocketsleepApp(journal, engine_factory, paths=paths,
-                   conversation_id=conversation_id).run()
+    # While open, the chat holds its share of the chat lock: the scheduled sleep
+    # waits for it to close (its own "Sleep now" does not).
+    with chat_open(paths) as present:
+        notices = list(obj.notices)
+        if not present:
+            notices.append("The nightly sleep is running: it learns from your conversations "
+                           "as they were when it started.")
+        PocketsleepApp(journal, engine_factory, paths=paths,
+                       conversation_id=conversation_id, notices=notices).run()

@@ -11,6 +11,7 @@ from ..journal import Journal
 class CliContext:
     def __init__(self, paths: Paths | None = None):
         self.paths = paths or Paths.resolve()
+        self.notices: list[str] = []  # one-line news for the user, shown by the chat
 
     @cached_property
     def config(self) -> Config:
