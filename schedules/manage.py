@@ -47,7 +47,17 @@ def install(paths: Paths, at: dt.time, using: str | None = None) -> InstalledSch
     previous = state.load(paths)
     if previous is not None and previous.system != system.SYSTEM:
         SYSTEMS[previous.system].remove(previous.name)  # one schedule, not two
-    location = system.install(job, at)
+    try:
+        location = system.install(job, at)
+    except ScheduleError as e:
+        # Nothing half-installed: unit files written but never enabled would look
+        # scheduled to the user and to `status`, and never run.
+        try:
+            system.remove(job.name)
+        except ScheduleError:
+            pass
+        state.forget(paths)
+        raise ScheduleError(f"{e}; nothing is scheduled") from None
     schedule = InstalledSchedule(system=system.SYSTEM, at=format_at(at), name=job.name,
                                  location=location, command=list(job.argv),
                                  installed_at=utc_now())

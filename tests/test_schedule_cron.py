@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from schedule_support import crontab_bytes, real_crontab, set_crontab  # noqa: F401
 
 from pocketsleep.errors import ScheduleError
 from pocketsleep.schedules import cron, manage, state
@@ -95,30 +95,6 @@ FOREIGN = (b"# the user's own crontab, kept byte for byte\n"
            b"@reboot /usr/local/bin/hello\n"
            b"# caf\xe9 in latin-1, not UTF-8\n"
            b"# >>> pocketsleep-nightly-someoneelse: managed by pocketsleep; x >>>\n")
-
-
-def crontab_bytes() -> bytes:
-    done = subprocess.run(["crontab", "-l"], capture_output=True)
-    return done.stdout if done.returncode == 0 else b""
-
-
-def set_crontab(text: bytes) -> None:
-    subprocess.run(["crontab", "-"], input=text, check=True, capture_output=True)
-
-
-@pytest.fixture
-def real_crontab():
-    """The user's real crontab, saved before and put back after, whatever happens."""
-    if shutil.which("crontab") is None:
-        pytest.skip("the `crontab` program is not installed (Debian: apt-get install cron)")
-    saved = subprocess.run(["crontab", "-l"], capture_output=True)
-    try:
-        yield
-    finally:
-        if saved.returncode == 0:
-            set_crontab(saved.stdout)
-        else:
-            subprocess.run(["crontab", "-r"], capture_output=True)
 
 
 def test_install_reinstall_remove_keep_every_foreign_entry(real_crontab, paths):
