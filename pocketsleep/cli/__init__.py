@@ -17,9 +17,9 @@ from ..errors import PocketsleepError
 from .context import CliContext
 
 
-# Commands that start a missed night's sleep in the background: the chat, and light
-# commands (not `ask`, which would compete with it for the CPU).
-CATCH_UP_ON = {"chat", "status", "history", "log"}
+# Light commands that start a missed night's sleep in the background (not `ask`, which
+# would compete with it for the CPU). The chat does it too, once it holds its lock.
+CATCH_UP_ON = {"status", "history", "log"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,10 +39,10 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from . import (ask, chat, eval, export, forget, history, log, nightly, schedule, sleep,
-                   status)
+    from . import (ask, chat, demo, eval, export, forget, history, log, nightly, schedule,
+                   sleep, status)
 
-    for module in (status, history, log, forget, ask, chat, sleep, export, eval,
+    for module in (status, history, log, forget, ask, chat, sleep, export, eval, demo,
                    schedule, nightly):
         cli.add_command(module.command)
 
