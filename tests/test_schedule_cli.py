@@ -190,7 +190,8 @@ def test_the_chat_gets_the_catch_up_notice(paths, journal, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, catches_up", [
-    (["history"], True), (["schedule", "status"], False), (["sleep", "--report"], False)])
+    (["history"], True), (["status"], True), (["schedule", "status"], False),
+    (["sleep", "--report"], False)])
 def test_which_commands_catch_up(capsys, paths, journal, monkeypatch, argv, catches_up):
     from pocketsleep.nightly import catchup
 
@@ -236,16 +237,32 @@ def test_pocketsleep_chat_holds_the_chat_lock_while_open(capsys, paths, monkeypa
 
     seen = {}
 
+    def job_could_sleep() -> bool:
+        with chats_closed(paths, 0) as got:
+            return got
+
     def fake_run(app):
-        with chats_closed(paths, 0) as job_could_sleep:
-            seen["while open"] = job_could_sleep
+        seen["while open"] = job_could_sleep()
         seen["notices"] = app.notices
 
     monkeypatch.setattr(PocketsleepApp, "run", fake_run)
     code, _, _ = run(capsys, "chat")
     assert code == 0 and seen == {"while open": False, "notices": []}
-    with chats_closed(paths, 0) as job_could_sleep:
-        assert job_could_sleep  # closed: the lock is free again
+
+    # A missed night: the catch-up starts once the chat holds its share (else it
+    # could take the lock first), and the chat tells the user.
+    from pocketsleep.nightly import catchup
+
+    missed_schedule(paths)
+    with Journal.open(paths.journal) as j:
+        j.log_conversation([{"role": "user", "content": "hi"}])
+    could_sleep_at_start = []
+    monkeypatch.setattr(catchup, "spawn_detached",
+                        lambda job: could_sleep_at_start.append(job_could_sleep()))
+    run(capsys, "chat")
+    assert could_sleep_at_start == [False]
+    assert "it catches up once you close the chat" in seen["notices"][0]
+    assert job_could_sleep()  # closed: the lock is free again
 
     # Started while a scheduled sleep holds it: the chat opens and says so.
     with chats_closed(paths, 0):

@@ -7,6 +7,7 @@ import click
 from ..errors import JournalError, require
 from ..nightly.chat_lock import chat_open
 from .context import CliContext
+from .nightly import catch_up_at_start
 
 
 @click.command("chat")
@@ -44,6 +45,9 @@ def command(obj: CliContext, model: str | None, engine: str | None,
     # While open, the chat holds its share of the chat lock: the scheduled sleep
     # waits for it to close (its own "Sleep now" does not).
     with chat_open(paths) as present:
+        # Only now: a missed night's job started before the chat held its share could
+        # take the lock first and sleep with the chat open.
+        catch_up_at_start(obj, "chat")
         notices = list(obj.notices)
         if not present:
             notices.append("The nightly sleep is running: it learns from your conversations "

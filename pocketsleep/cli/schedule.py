@@ -11,7 +11,6 @@ import click
 from ..journal.records import NightlyRun
 from ..schedules import manage, state, systemd
 from ..schedules.timing import DEFAULT_AT, local, next_run, parse_at
-from ..tui.info import format_when
 from .context import CliContext
 
 
@@ -54,7 +53,7 @@ def status(obj: CliContext, as_json: bool) -> None:
         rows = []
     else:
         rows = [("schedule", f"{s['system']}, every day at {s['at']} "
-                             f"(installed {format_when(s['installed_at'])})"),
+                             f"(installed {local(s['installed_at']):%Y-%m-%d %H:%M})"),
                 ("installed", s["location"] if info["in_place"] else
                  "MISSING (removed outside pocketsleep?); `pocketsleep schedule install` "
                  "puts it back"),
