@@ -22,8 +22,8 @@ from ..config import PRIVATE_FILE_MODE
 from ..errors import JournalError
 from .migrations import migrate
 from .records import (  # noqa: F401  (ROLES and the records are part of this module's API)
-    ROLES, Conversation, Message, NightlyRun, Sleep, check_role, conversation_from_row, now,
-    sleep_from_row, superseded_ids,
+    ROLES, Conversation, Message, ModelVersion, NightlyRun, Sleep, check_role,
+    conversation_from_row, now, sleep_from_row, superseded_ids, version_from_row,
 )
 
 BUSY_TIMEOUT_MS = 10_000
@@ -344,11 +344,158 @@ class Journal:
 
     # -- experts ---------------------------------------------------------------
 
+    def experts(self, status: str) -> list[dict]:
+        """The experts with `status` (active, retired, rejected, pruned), oldest first."""
+        return list(self.db.query(
+            "SELECT * FROM experts WHERE status = ? ORDER BY created_at, id", [status]))
+
     def active_experts(self) -> list[dict]:
         """The experts the personal model wears (status 'active'), oldest first."""
         return list(self.db.query(
             "SELECT * FROM experts WHERE status = 'active' ORDER BY created_at, id"
         ))
+
+    # -- versions of the personal model ------------------------------------------
+
+    def begin_version(self, base_model: str, expert_ids: Iterable[int]) -> int:
+        """Record a version being built ('ready') from `expert_ids`; returns its number.
+        Its folder is named after the number: `v0003`."""
+        expert_ids = sorted(set(expert_ids))
+        with self._write():
+            cur = self.db.execute(
+                "INSERT INTO model_versions (created_at, base_model, path, status)"
+                " VALUES (?, ?, '', 'ready')", [now(), base_model])
+            vid = cur.lastrowid
+            self.db.execute("UPDATE model_versions SET path = ? WHERE id = ?",
+                            [f"v{vid:04d}", vid])
+            for eid in expert_ids:
+                self.db.execute("INSERT INTO version_experts VALUES (?, ?)", [vid, eid])
+        return vid
+
+    def drop_version(self, version_id: int) -> None:
+        """Forget a version that was never finished (a failed or killed merge)."""
+        with self._write():
+            self.db.execute("DELETE FROM version_experts WHERE version_id = ?", [version_id])
+            self.db.execute("DELETE FROM model_versions WHERE id = ? AND status = 'ready'",
+                            [version_id])
+
+    def refuse_version(self, version_id: int, reason: str, checks: dict) -> None:
+        """The fused model disagreed with base + experts: keep the record and why."""
+        with self._write():
+            self.db.execute(
+                "UPDATE model_versions SET status = 'refused', notes = ?, checks = ?,"
+                " size_bytes = 0 WHERE id = ?", [reason, json.dumps(checks), version_id])
+
+    def switch_version(self, version_id: int, checks: dict, size_bytes: int) -> None:
+        """Make a checked version current, the current one previous: one transaction."""
+        with self._write():
+            self.db.execute("UPDATE model_versions SET checks = ?, size_bytes = ? WHERE id = ?",
+                            [json.dumps(checks), size_bytes, version_id])
+            self._make_current(version_id)
+
+    def rollback_to(self, version_id: int) -> dict[str, list[int]]:
+        """Make an earlier version current again, and its experts exactly the active
+        ones, in one transaction. Experts it does not hold are switched off
+        ('rejected'); a conversation stays consolidated only while an active expert
+        holds it, otherwise it is pending again (the next sleep learns it afresh)."""
+        with self._write():
+            keep = set(self.version(version_id).expert_ids)
+            active = {r["id"] for r in self.active_experts()}
+            leaving, entering = sorted(active - keep), sorted(keep - active)
+            for status, ids in (("rejected", leaving), ("active", entering)):
+                for eid in ids:
+                    self.db.execute("UPDATE experts SET status = ? WHERE id = ?", [status, eid])
+            touched = leaving + entering
+            marks = ",".join("?" * len(touched))
+            conversations = [r[0] for r in self.db.execute(
+                f"SELECT DISTINCT conversation_id FROM expert_sources WHERE expert_id IN ({marks})"
+                " ORDER BY conversation_id", touched).fetchall()] if touched else []
+            before = self._conversation_statuses(conversations)
+            for cid in conversations:
+                self.db.execute(
+                    "UPDATE conversations SET status = CASE WHEN EXISTS (SELECT 1 FROM"
+                    " expert_sources s JOIN experts e ON e.id = s.expert_id"
+                    " WHERE s.conversation_id = conversations.id AND e.status = 'active')"
+                    " THEN 'consolidated' ELSE 'pending' END"
+                    " WHERE id = ? AND status IN ('pending', 'consolidated')", [cid])
+            after = self._conversation_statuses(conversations)
+            pending = [c for c in conversations
+                       if before[c] == "consolidated" and after[c] == "pending"]
+            self._make_current(version_id)
+        return {"switched_off": leaving, "switched_on": entering, "pending_again": pending}
+
+    def prune_version(self, version_id: int, note: str) -> None:
+        with self._write():
+            self.db.execute("UPDATE model_versions SET status = 'pruned', notes = ?"
+                            " WHERE id = ?", [note, version_id])
+
+    def prune_expert(self, expert_id: int) -> None:
+        with self._write():
+            self.db.execute("UPDATE experts SET status = 'pruned' WHERE id = ?", [expert_id])
+
+    def versions(self) -> list[ModelVersion]:
+        """Every version, newest first."""
+        members: dict[int, list[int]] = {}
+        for r in self.db.query("SELECT version_id, expert_id FROM version_experts"
+                               " ORDER BY expert_id"):
+            members.setdefault(r["version_id"], []).append(r["expert_id"])
+        return [version_from_row(row, members.get(row["id"], ()))
+                for row in self.db.query("SELECT * FROM model_versions ORDER BY id DESC")]
+
+    def version(self, version_id: int) -> ModelVersion:
+        found = [v for v in self.versions() if v.id == version_id]
+        if not found:
+            raise JournalError(f"no version v{version_id} of your personal model; "
+                               "`pocketsleep models` lists them")
+        return found[0]
+
+    def current_version(self) -> ModelVersion | None:
+        found = [v for v in self.versions() if v.status == "current"]
+        return found[0] if found else None
+
+    def unneeded_experts(self) -> list[dict]:
+        """Experts no longer worn (retired, rejected) that no kept version holds: their
+        files can go."""
+        return list(self.db.query(
+            "SELECT * FROM experts WHERE status IN ('retired', 'rejected') AND id NOT IN"
+            " (SELECT ve.expert_id FROM version_experts ve JOIN model_versions v"
+            " ON v.id = ve.version_id WHERE v.status IN ('ready', 'current', 'previous'))"
+            " ORDER BY id"))
+
+    def experts_learned(self, expert_ids: Iterable[int]) -> list[dict]:
+        """What each expert learned: its night and its conversations (id, title, status)."""
+        ids = sorted(set(expert_ids))
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        out = {r["id"]: {**r, "conversations": []} for r in self.db.query(
+            f"SELECT id, created_at, level, status, sleep_id FROM experts WHERE id IN ({marks})"
+            " ORDER BY created_at, id", ids)}
+        for r in self.db.query(
+                "SELECT s.expert_id, c.id, c.title, c.status FROM expert_sources s"
+                f" JOIN conversations c ON c.id = s.conversation_id WHERE s.expert_id IN ({marks})"
+                " ORDER BY c.id", ids):
+            out[r["expert_id"]]["conversations"].append(
+                {"id": r["id"], "title": r["title"], "status": r["status"]})
+        return list(out.values())
+
+    def _conversation_statuses(self, ids: list[int]) -> dict[int, str]:
+        if not ids:
+            return {}
+        return {r[0]: r[1] for r in self.db.execute(
+            f"SELECT id, status FROM conversations WHERE id IN ({','.join('?' * len(ids))})",
+            ids).fetchall()}
+
+    def _make_current(self, version_id: int) -> None:
+        """Inside a write: `version_id` becomes the one current version."""
+        self.db.execute("UPDATE model_versions SET status = 'previous' WHERE status = 'current'"
+                        " AND id != ?", [version_id])
+        cur = self.db.execute(
+            "UPDATE model_versions SET status = 'current', switched_at = ? WHERE id = ?"
+            " AND status IN ('ready', 'previous', 'current')", [now(), version_id])
+        if cur.rowcount != 1:
+            raise JournalError(f"version v{version_id} cannot become current (it was refused "
+                               "or pruned); `pocketsleep models` lists the versions")
 
     # -- summary ---------------------------------------------------------------
 

@@ -97,3 +97,29 @@ class NightlyRun:
     detail: str | None  # why it skipped or failed; what it learned
     sleep_id: int | None
     pid: int | None
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One numbered version of the personal model: the base with experts fused in."""
+
+    id: int  # the version number people see ("v3")
+    created_at: str
+    base_model: str  # the model spec it was built on ("default", a path, a hub id)
+    path: str  # its folder, relative to Paths.versions
+    status: str  # "ready" | "current" | "previous" | "refused" | "pruned"
+    notes: str | None  # why it was refused, pruned or dropped
+    switched_at: str | None  # when it last became current
+    size_bytes: int | None
+    checks: dict  # the fused-vs-unfused comparison
+    expert_ids: tuple[int, ...]  # the experts fused into it
+
+    @property
+    def label(self) -> str:
+        return f"v{self.id}"
+
+
+def version_from_row(row: dict, expert_ids: Sequence[int]) -> ModelVersion:
+    row = dict(row)
+    row["checks"] = json.loads(row["checks"]) if row["checks"] else {}
+    return ModelVersion(**row, expert_ids=tuple(expert_ids))
