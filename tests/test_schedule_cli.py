@@ -120,6 +120,14 @@ def test_the_nightly_command_says_what_it_did(capsys, paths, journal, monkeypatc
     assert (code, out) == (1, "Nightly run: failed: RuntimeError: boom\n")
 
 
+def test_a_broken_config_is_the_runs_recorded_failure(capsys, paths, journal):
+    paths.config_file.write_text("skip_on_battery = 'sometimes'\n")
+    code, out, _ = run(capsys, "nightly")
+    assert code == 1 and out.startswith("Nightly run: failed: ")
+    run_ = journal.last_nightly_run()
+    assert run_.outcome == "failed" and "skip_on_battery" in run_.detail
+
+
 def test_a_damaged_schedule_record_is_one_line(capsys, paths):
     paths.schedule_file.write_text("{not json")
     code, _, err = run(capsys, "schedule", "status")

@@ -38,7 +38,7 @@ def command(obj: CliContext, catch_up: bool, wait_for_chat: float | None,
 
     signal.signal(signal.SIGTERM, _stop)
     outcome = run_nightly(
-        obj.paths.ensure(), obj.config, "catch-up" if catch_up else "schedule", run_id,
+        obj.paths.ensure(), None, "catch-up" if catch_up else "schedule", run_id,
         None if wait_for_chat is None else wait_for_chat * 60, echo=sys.stderr.isatty())
     click.echo(f"Nightly run: {outcome.describe()}")
     if outcome.outcome == "failed":

@@ -15,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from ..config import Config, Paths
+from ..config import Config, Paths, load_config
 from ..errors import Busy, PocketsleepError
 from ..journal import Journal
 from ..sleep import run_sleep
@@ -48,17 +48,19 @@ class Night:
     """What the steps share."""
 
     paths: Paths
-    config: Config
+    config: Config | None
     journal: Journal
     log: logging.Logger
     trigger: str
 
 
-def run_nightly(paths: Paths, config: Config, trigger: str = "schedule",
+def run_nightly(paths: Paths, config: Config | None, trigger: str = "schedule",
                 run_id: int | None = None, chat_wait: float | None = None,
                 echo: bool = False) -> Outcome:
     """One run, recorded from start to end. `run_id` is a run recorded by whoever
-    started this one (a catch-up); otherwise the run records itself."""
+    started this one (a catch-up); otherwise the run records itself. With no
+    `config`, config.toml is read once the run is recorded: a broken one is then
+    this run's recorded failure, not an error only the output log shows."""
     log = nightly_logger(paths, echo)
     with Journal.open(paths.journal) as journal:
         if run_id is None:
@@ -69,6 +71,8 @@ def run_nightly(paths: Paths, config: Config, trigger: str = "schedule",
         night = Night(paths, config, journal, log, trigger)
         wait = CHAT_WAIT_SECONDS[trigger] if chat_wait is None else chat_wait
         try:
+            if night.config is None:
+                night.config = load_config(paths)
             outcome = _steps(night, wait)
         except BaseException as e:
             outcome = Outcome("failed", _failure(e))
