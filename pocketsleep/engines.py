@@ -13,6 +13,7 @@ from .config import Config, Paths
 from .errors import InputError
 from .journal import Journal
 from .models import ResolvedModel, resolve_model
+from .versions.layout import usable_version
 
 ENGINES = ("auto", "mlx", "llamacpp")
 
@@ -46,12 +47,19 @@ def open_engine(
     """
     resolved = resolve_model(model or config.model, paths)
     name = choose_engine(engine or config.engine)
-    loaded = load_engine(resolved, name, paths)
+    # The personal model: the base plus every expert consolidated so far (only when
+    # the base is the one they were trained on). Once merged, its current version
+    # holds them in its weights: loaded as it is, nothing attached.
+    personal = model is None or model == config.model
+    with Journal.open(paths.ensure().journal) as journal:
+        version = usable_version(journal, paths, resolved.spec) if personal else None
+    if version is not None:
+        loaded = load_engine(version.as_model(name, resolved.name), name, paths)
+    else:
+        loaded = load_engine(resolved, name, paths)
     with Journal.open(paths.ensure().journal) as journal:
         journal.record_model(**resolved.as_record())
-        # The personal model: the base plus every expert consolidated so far (only
-        # when the base is the one they were trained on).
-        if model is None or model == config.model:
+        if personal and version is None:
             wear_experts(loaded, journal, paths)
     return loaded
 

@@ -72,9 +72,13 @@ def test_a_night_then_its_report(capsys, home, journal):
     day = log_day(journal)
     code, out, err = run(capsys, "sleep", "--no-gate", "--steps", "3")
     assert code == 0, err
-    assert out.startswith("Slept in ") and out.endswith(
-        ": learned 2 conversations into expert 1.\n")
-    assert "distilling" in err  # progress goes to stderr, not into the answer
+    slept, merged = out.splitlines()
+    assert slept.startswith("Slept in ") and slept.endswith(
+        ": learned 2 conversations into expert 1.")
+    # The morning merge follows a successful night, its progress on stderr too.
+    assert merged.startswith("Merged 1 expert into v1 of your personal model in ")
+    assert journal.current_version().expert_ids == (1,)
+    assert "distilling" in err and "merge: fusing" in err
     assert used[-1] == CLI_DEFAULT.but(steps=3, gate=False)
     assert [e["path"] for e in journal.active_experts()] == ["night-0001"]
 
@@ -101,6 +105,7 @@ def test_json_report_of_a_night(capsys, home, journal):
     assert code == 0
     report = json.loads(out)  # stdout is the JSON alone
     assert report["status"] == "succeeded" and report["expert_id"] == 1
+    assert report["merge"]["status"] == "merged" and report["merge"]["version"] == 1
     assert report["conversations"] == day and report["reasons"] == []
     assert report["metrics"]["options"]["on_policy"] is False
     assert used[-1].on_policy is False and used[-1].lti is False

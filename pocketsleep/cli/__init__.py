@@ -39,10 +39,10 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from . import (ask, chat, demo, eval, export, forget, history, log, nightly, schedule,
-                   sleep, status)
+    from . import (ask, chat, demo, eval, export, forget, history, log, models, nightly,
+                   schedule, sleep, status)
 
-    for module in (status, history, log, forget, ask, chat, sleep, export, eval, demo,
+    for module in (status, history, log, forget, ask, chat, sleep, models, export, eval, demo,
                    schedule, nightly):
         cli.add_command(module.command)
 

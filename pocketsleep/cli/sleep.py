@@ -50,9 +50,11 @@ class ProgressLine:
 @click.option("--no-gate", is_flag=True, help="Keep the expert even if the gate says no.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--verbose", "-v", is_flag=True, help="Print every progress step.")
+@click.option("--no-merge", is_flag=True,
+              help="Do not merge tonight's expert into a new version of the personal model.")
 @click.pass_obj
 def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_gate,
-            as_json, verbose) -> None:
+            as_json, verbose, no_merge) -> None:
     """Learn the pending conversations into a new LoRA expert (knowledge seeding).
 
     Private conversations are never learned from. If the gate rejects tonight's
@@ -71,12 +73,19 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
     if no_gate:
         options = options.but(gate=False)
     progress = ProgressLine(verbose)
+    merged = None
     try:
         report = run_sleep(obj.paths, obj.config, options, progress, dry_run=dry_run)
+        if report.status == "succeeded" and not no_merge:
+            # The morning merge: tonight's expert joins the others in a new version.
+            from ..versions import merge_if_needed
+
+            merged = merge_if_needed(obj.paths, obj.config, progress)
     finally:
         progress.done()
     if as_json:
-        click.echo(json.dumps(report.__dict__, indent=2, default=str))
+        out = {**report.__dict__, "merge": merged.__dict__ if merged else None}
+        click.echo(json.dumps(out, indent=2, default=str))
         return
     if report.status == "nothing to learn":
         click.echo("Nothing to learn: no pending conversations (private ones are skipped).")
@@ -87,6 +96,8 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
     elif report.status == "succeeded":
         click.echo(f"Slept in {report.seconds:.0f} s: learned {len(report.conversations)} "
                    f"conversations into expert {report.expert_id}.")
+        if merged is not None:
+            click.echo(merged.summary())
     else:
         click.echo(f"Slept in {report.seconds:.0f} s, but the gate rejected tonight's expert: "
                    + "; ".join(report.reasons)
