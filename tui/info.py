@@ -40,10 +40,15 @@ def describe_sleep(sleep: Sleep | None) -> str:
 
 
 def personal_model_version(journal: Journal, paths: Paths | None) -> str:
-    """The personal model in use: "base" until a morning merge has made version 1.
-
-    The model store fills this in once it exists (the journal's `model_versions`).
-    """
+    """The personal model in use: "base" until a morning merge has made version 1,
+    then "v3"; "base + 2 experts" while the experts are not all merged (the engines
+    then wear them on the base, see pocketsleep.versions.layout)."""
+    current = journal.current_version()
+    active = sorted(r["id"] for r in journal.active_experts())
+    if current is not None and sorted(current.expert_ids) == active:
+        return current.label
+    if active:
+        return f"base + {len(active)} expert{'s' * (len(active) != 1)}"
     return "base"
 
 

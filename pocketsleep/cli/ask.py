@@ -31,6 +31,10 @@ from .context import CliContext
 def command(obj: CliContext, question: str, model: str | None, engine: str | None,
             max_tokens: int, temperature: float, as_json: bool, log: bool) -> None:
     """Ask the personal model QUESTION, with no past conversations in context."""
+    if model is None or model == obj.config.model:  # the personal model
+        from .models import merge_at_start
+
+        merge_at_start(obj)
     started = time.perf_counter()
     llm = open_engine(obj.paths, obj.config, model=model, engine=engine)
     loaded = time.perf_counter()

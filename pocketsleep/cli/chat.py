@@ -42,6 +42,10 @@ def command(obj: CliContext, model: str | None, engine: str | None,
 
         return open_engine(paths, config, model=model, engine=engine)
 
+    if model is None or model == config.model:  # the personal model
+        from .models import merge_at_start
+
+        merge_at_start(obj)  # a missed morning merge, before the app takes the screen
     # While open, the chat holds its share of the chat lock: the scheduled sleep
     # waits for it to close (its own "Sleep now" does not).
     with chat_open(paths) as present:

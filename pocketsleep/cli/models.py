@@ -96,9 +96,9 @@ def rollback_command(obj: CliContext, version: str) -> None:
     was = f" (was v{report.replaced})" if report.replaced else ""
     click.echo(f"Your personal model is v{report.version} again{was}.")
     if report.switched_off:
-        click.echo(f"Switched off experts {_ids(report.switched_off)}; "
-                   f"{len(report.pending_again)} conversations will be learned again "
-                   "at the next sleep.")
+        n = len(report.pending_again)
+        click.echo(f"Switched off experts {_ids(report.switched_off)}; {n} "
+                   f"conversation{'s' * (n != 1)} will be learned again at the next sleep.")
     if report.switched_on:
         click.echo(f"Switched experts {_ids(report.switched_on)} back on.")
 
@@ -119,6 +119,19 @@ def merge_command(obj: CliContext, retry: bool, verbose: bool) -> None:
     click.echo(report.summary())
     if report.status in ("refused", "busy"):
         raise SystemExit(3)
+
+
+def merge_at_start(obj: CliContext) -> None:
+    """chat and `ask`: a missed morning merge runs first, announced in one line on
+    stderr (with its progress), before the model is loaded."""
+    from ..versions import catch_up
+
+    progress = ProgressLine(verbose=False)
+    try:
+        catch_up(obj.paths, obj.config, lambda line: click.echo(f"pocketsleep: {line}", err=True),
+                 progress)
+    finally:
+        progress.done()
 
 
 def _ids(ids: list[int]) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from .. import __version__
+from ..tui.info import personal_model_version
+from ..versions.storage import disk_use
 from .context import CliContext
 
 
@@ -44,6 +46,8 @@ def gather(obj: CliContext) -> dict:
         else {"id": last.id, "started_at": last.started_at, "status": last.status,
               "error": last.error},
         "disk_bytes": disk_usage(obj.paths.home),
+        "disk": disk_use(obj.paths),
+        "personal_model": personal_model_version(journal, obj.paths),
     }
 
 
@@ -80,7 +84,10 @@ def command(obj: CliContext, as_json: bool) -> None:
         ("conversations", conv_text),
         ("messages", str(c["messages"])),
         ("experts", f"{c['active_experts']} active"),
+        ("personal model", f"{info['personal_model']} (`pocketsleep models` lists versions)"),
         ("last sleep", last_text),
+        ("disk use", ", ".join(f"{k} {human_bytes(v)}" for k, v in info["disk"].items()
+                               if k not in ("total", "other") and v)),
     ]
     for key, value in rows:
         click.echo(f"{key:<14} {value}")
