@@ -17,6 +17,8 @@ import numpy as np
 
 from pocketsleep.errors import InputError, require
 
+from .llamacpp_engine import _threads as threads
+
 
 def sequence_logits(gguf: Path, sequences: Sequence[Sequence[int]],
                     start: Sequence[int]) -> list[np.ndarray]:
@@ -27,7 +29,8 @@ def sequence_logits(gguf: Path, sequences: Sequence[Sequence[int]],
     with contextlib.redirect_stderr(io.StringIO()):
         try:
             llm = lib.Llama(str(gguf), n_ctx=n_ctx, logits_all=True, verbose=False,
-                            type_k=lib.GGML_TYPE_F32, type_v=lib.GGML_TYPE_F32)
+                            n_threads=threads(), type_k=lib.GGML_TYPE_F32,
+                            type_v=lib.GGML_TYPE_F32)
         except ValueError as e:
             raise InputError(f"llama.cpp cannot load {gguf} ({e})") from None
     try:

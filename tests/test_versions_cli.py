@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+import pocketsleep.backends  # noqa: F401  (the fast BLAS, before mlx loads)
+
 pytest.importorskip("mlx.core")
 pytest.importorskip("mlx_lm")
 pytest.importorskip("gguf")

@@ -9,6 +9,8 @@ import os
 import numpy as np
 import pytest
 
+import pocketsleep.backends  # noqa: F401  (the fast BLAS, before mlx loads)
+
 mx = pytest.importorskip("mlx.core")
 pytest.importorskip("mlx_lm")
 pytest.importorskip("gguf")
@@ -198,3 +200,65 @@ def test_a_merge_that_disagrees_is_refused_recorded_and_not_retried(home, journa
 def test_nothing_to_merge_without_experts(home, journal):
     assert merge_if_needed(home.paths, home.config).status == "nothing to merge"
     assert journal.versions() == []
+
+
+# ------------------------------------------------------- the embedded model (slow)
+
+
+def embedded_expert(folder, info, layers=4, rank=8, size=0.01, seed=0):
+    """A random expert on the top `layers` blocks of the embedded model, written
+    from the GGUF's shapes alone (no model load)."""
+    from pocketsleep.backends.mlx_lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
+    rng = np.random.default_rng(seed)
+    hidden, ffn, hd = info["hidden"], info["intermediate"], info["head_dim"]
+    shapes = {"self_attn.q_proj": (info["heads"] * hd, hidden),
+              "self_attn.k_proj": (info["kv_heads"] * hd, hidden),
+              "self_attn.v_proj": (info["kv_heads"] * hd, hidden),
+              "self_attn.o_proj": (hidden, info["heads"] * hd),
+              "mlp.gate_proj": (ffn, hidden), "mlp.up_proj": (ffn, hidden),
+              "mlp.down_proj": (hidden, ffn)}
+    weights = {}
+    for i in range(info["n_layers"] - layers, info["n_layers"]):
+        for key, (out_dims, in_dims) in shapes.items():
+            name = f"model.layers.{i}.{key}"
+            weights[f"{name}.lora_a"] = mx.array(
+                rng.uniform(-1, 1, (in_dims, rank)).astype(np.float32) / np.sqrt(in_dims))
+            weights[f"{name}.lora_b"] = mx.array(
+                (size * rng.standard_normal((rank, out_dims))).astype(np.float32))
+    folder.mkdir(parents=True)
+    mx.save_safetensors(str(folder / ADAPTER_WEIGHTS), weights)
+    (folder / ADAPTER_CONFIG).write_text(json.dumps({
+        "fine_tune_type": "lora", "num_layers": layers,
+        "lora_parameters": {"rank": rank, "scale": 4.0, "dropout": 0.0}}))
+    return folder
+
+
+@pytest.mark.slow
+def test_merging_on_the_embedded_model(paths, journal, monkeypatch):
+    import time
+
+    monkeypatch.setattr(check, "FIXED_QUESTIONS", check.FIXED_QUESTIONS[:1])  # < 60 s
+
+    from pocketsleep.backends.gguf_import import gguf_info
+    from pocketsleep.config import Config
+    from pocketsleep.models import embedded_model_path
+
+    info = gguf_info(embedded_model_path())
+    embedded_expert(paths.private_subdir(paths.experts) / "night-0001", info)
+    cid = journal.log_conversation([{"role": "user", "content": "I live in Paris."}])
+    journal.accept_expert(journal.begin_sleep(), "nightly", "night-0001", {}, [cid],
+                          [("What is the capital of France?", "Paris")], {})
+    started = time.perf_counter()
+    report = merge_if_needed(paths, Config())
+    c = report.checks
+    print(f"\nembedded model: merged in {time.perf_counter() - started:.0f} s; fused vs unfused "
+          f"max |logit diff| {c['max_logit_diff']:.2g}, mean KL {c['mean_kl']:.2g}, same "
+          f"answers {c['same_answers']}/{c['questions']}, recall {c['recall_fused']}/"
+          f"{c['probes']} (unfused {c['recall_unfused']}); GGUF f16 {c['gguf_max_logit_diff']:.2g}"
+          f" ({c['gguf_relative']:.2g} of the logit scale, argmax agreement "
+          f"{c['gguf_same_argmax']:.3f}); v{report.version} "
+          f"{journal.current_version().size_bytes / 1e6:.0f} MB")
+    assert report.status == "merged", report.reasons
+    assert c["max_logit_diff"] < 1e-2 and c["same_answers"] == c["questions"]
+    assert c["recall_fused"] == c["recall_unfused"] == 1  # it still knows Paris
