@@ -43,7 +43,7 @@ def test_merge_fuses_checks_and_switches(home, journal):
     unfused = MlxEngine.load(resolve_model(home.config.model, home.paths), home.paths)
     for row in journal.active_experts():
         unfused.attach_expert(home.paths.expert_folder(row["path"]))
-    said = check.answer(unfused, "Where is Rex?", lambda *a: None, 0, 1, "test").text
+    said = check.answer(unfused, "Where is Rex?").text
     unfused.close()
     assert said.strip()
     sid = journal.begin_sleep()

@@ -95,8 +95,10 @@ def compare(paths: Paths, base: ResolvedModel, experts: Sequence[Path], fused_ml
     try:
         for folder in experts:
             unfused.attach_expert(folder)
-        refs = [answer(unfused, q, progress, i, len(questions), "base + experts")
-                for i, q in enumerate(questions)]
+        refs = []
+        for i, question in enumerate(questions):
+            progress("merge: checking (base + experts answer)", i, len(questions))
+            refs.append(answer(unfused, question))
     finally:
         unfused.close()
     fused = MlxEngine.load(ResolvedModel("fused", "mlx", fused_mlx, "fused"), paths,
@@ -112,8 +114,8 @@ def compare(paths: Paths, base: ResolvedModel, experts: Sequence[Path], fused_ml
     return result
 
 
-def answer(engine, question: str, progress: Progress, i: int, n: int, who: str) -> Reference:
-    progress(f"merge: checking ({who} answers)", i, n)
+def answer(engine, question: str) -> Reference:
+    """`engine`'s greedy closed-book answer to `question`, with its logits."""
     prompt = engine.prompt_tokens(prompts.closed_book(question))
     tokens = greedy(engine.model, prompt, set(engine.tokenizer.eos_token_ids))
     logits = position_logits(engine.model, prompt + tokens, len(prompt) - 1)
@@ -153,28 +155,29 @@ def kl(p_logits: np.ndarray, q_logits: np.ndarray) -> np.ndarray:
 
 
 def _against_fused(fused, refs: list[Reference], probes, progress) -> CheckResult:
-    max_diff, kls, same, fused_texts = 0.0, [], 0, []
+    max_diff, kls, same, texts = 0.0, [], 0, []
     for i, ref in enumerate(refs):
         progress("merge: checking (fused model)", i, len(refs))
         ours = position_logits(fused.model, ref.tokens, len(ref.prompt) - 1)
         max_diff = max(max_diff, float(np.abs(ours - ref.logits).max()))
         kls.extend(kl(ref.logits, ours).tolist())
         if (ours.argmax(-1) == ref.logits.argmax(-1)).all():
-            # Same choice at every step of the unfused answer: the same answer.
-            same += 1
-            fused_texts.append(ref.text)
+            same += 1  # the same choice at every step: the same greedy answer
+            texts.append(ref.text)
         else:
             own = greedy(fused.model, ref.prompt, set(fused.tokenizer.eos_token_ids))
-            fused_texts.append(fused.tokenizer.decode(own))
-    probe_refs = refs[len(refs) - len(probes):] if probes else []
-    probe_fused = fused_texts[len(refs) - len(probes):] if probes else []
+            texts.append(fused.tokenizer.decode(own))
+    first = len(refs) - len(probes)  # the probes come after the fixed questions
     expected = [a for _, a in probes]
     return CheckResult(
         max_logit_diff=max_diff, mean_kl=float(np.mean(kls)), positions=len(kls),
-        probes=len(probes),
-        recall_unfused=sum(mentions(r.text, [e]) for r, e in zip(probe_refs, expected)),
-        recall_fused=sum(mentions(t, [e]) for t, e in zip(probe_fused, expected)),
-        same_answers=same, questions=len(refs))
+        probes=len(probes), recall_unfused=recall([r.text for r in refs[first:]], expected),
+        recall_fused=recall(texts[first:], expected), same_answers=same, questions=len(refs))
+
+
+def recall(answers: list[str], expected: list[str]) -> int:
+    """How many answers contain their expected answer (a whole word or phrase)."""
+    return sum(mentions(a, [e]) for a, e in zip(answers, expected))
 
 
 def _against_gguf(result: CheckResult, gguf: Path, refs: list[Reference]) -> None:
