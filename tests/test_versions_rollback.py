@@ -121,3 +121,22 @@ def test_disk_use_by_kind(home, journal):
     assert use["versions"] > 0 and use["experts"] > 0 and use["journal"] > 0
     assert use["model cache"] > 0  # the GGUF converted to MLX once, for the merge
     assert use["total"] == sum(v for k, v in use.items() if k != "total")
+
+
+def test_merges_and_rollbacks_never_overlap_and_rollback_waits_for_no_sleep(home, journal):
+    from pocketsleep.errors import Busy
+    from pocketsleep.sleep.job import sleep_lock
+    from pocketsleep.versions.lock import merge_lock
+
+    merged(home, journal, "dog", seed=1)
+    home.night(journal, "cat", seed=2)
+    with merge_lock(home.paths):  # another process merging
+        busy = merge_if_needed(home.paths, home.config)
+        assert busy.status == "busy" and "another merge or rollback" in busy.summary()
+        with pytest.raises(Busy, match="another merge or rollback"):
+            rollback(home.paths, home.config, 1)
+    assert merge_if_needed(home.paths, home.config).status == "merged"
+    with sleep_lock(home.paths):
+        with pytest.raises(Busy, match="a sleep is running; roll back after it has finished"):
+            rollback(home.paths, home.config, 1)
+    assert journal.current_version().id == 2
