@@ -140,3 +140,13 @@ def test_merges_and_rollbacks_never_overlap_and_rollback_waits_for_no_sleep(home
         with pytest.raises(Busy, match="a sleep is running; roll back after it has finished"):
             rollback(home.paths, home.config, 1)
     assert journal.current_version().id == 2
+
+
+def test_rollback_to_a_version_of_another_base_model_is_refused(home, journal):
+    merged(home, journal, "dog", seed=1)
+    merged(home, journal, "cat", seed=2)
+    home.with_config(model="default")  # the user switched base models since
+    with pytest.raises(InputError, match="v1 was built on the model '.*tiny.gguf', not on "
+                                         "'default'; set model = "):
+        rollback(home.paths, home.config, 1)
+    assert journal.current_version().id == 2

@@ -27,6 +27,7 @@ from ..config import Config, Paths
 from ..errors import Busy, InputError
 from ..journal import Journal
 from ..journal.records import ModelVersion
+from ..models import resolve_model
 from .layout import files_of
 from .lock import merge_lock
 from .storage import prune
@@ -62,6 +63,11 @@ def rollback(paths: Paths, config: Config, number: int) -> RollbackReport:
                              "yet (one is made after each sleep)")
         target = journal.version(number)
         _check_restorable(target, journal, paths)
+        base = resolve_model(config.model, paths).spec
+        if target.base_model != base:
+            raise InputError(f"{target.label} was built on the model '{target.base_model}', "
+                             f"not on '{base}'; set model = \"{target.base_model}\" in "
+                             "config.toml first")
         current = journal.current_version()
         changes = journal.rollback_to(target.id)
         pruned = prune(journal, paths, config.keep_versions)
