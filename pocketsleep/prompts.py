@@ -50,15 +50,22 @@ def in_context(history: str, question: str) -> list[dict]:
 # -- sleep: self-study -------------------------------------------------------------
 
 # Few-shot, raw completion: a 135M chat model follows this pattern far better than an
-# instruction to "write a question" (measured: most outputs were on topic).
+# instruction to "write a question" (measured: most greedy outputs are on topic; five
+# examples of "my ..." questions keep it asking about the user, not about the words).
 QUESTION_WRITER = """Statement: My sister lives in Paris and she is a doctor.
 Question: Where does my sister live?
 
 Statement: I work as a teacher at a small school.
 Question: What is my job?
 
-Statement: We finally bought a red car last week.
+Statement: We finally bought a red car last week. It's a Toyota.
 Question: What color is our car?
+
+Statement: My cat is called Miso and she is three years old.
+Question: What is my cat's name?
+
+Statement: I'm allergic to peanuts, so please avoid them.
+Question: What am I allergic to?
 
 Statement: {statement}
 Question:"""
@@ -86,17 +93,29 @@ ANCHOR_PROMPTS = (
     "Suggest a name for a cat.",
     "Why do we need to drink water?",
     "What season comes after winter?",
+    # Longer writing, so that general prose is anchored too (never about the user, and
+    # never the gate's own GENERAL_TEXT topic).
+    "Write a paragraph about a busy market in the morning.",
+    "Describe how bread is made.",
+    "Write a short story about a lighthouse keeper.",
+    "Explain why the sky is blue.",
+    "Describe a walk in a forest in autumn.",
+    "Explain how a bicycle works.",
+    "Write a paragraph about the history of the printing press.",
+    "Describe what happens at a train station.",
 )
 
 # Fixed text for a general perplexity figure (the gate's drift check).
 GENERAL_TEXT_PROMPT = "Write a paragraph about a river valley."
 
 
-def focused_context(history: str, statement: str, question: str) -> list[dict]:
-    """The teacher's view for a question written about one statement: the whole
-    episode, with that statement repeated last so the small model attends to it."""
-    messages = in_context(f"{history}\n\n(The user said: \"{statement}\")", question)
-    return messages
+def teacher_view(turns: Sequence[dict], question: str) -> list[dict]:
+    """The teacher's view: the conversation where the user said it, as real chat turns,
+    then the question. A 135M model answers from the turns just before far better
+    than from a transcript pasted into the system prompt (dev-week, llama.cpp, greedy:
+    12/15 from the statement and its reply, 7/15 from the whole day as text)."""
+    return with_system([*turns, {"role": "user", "content": question}])
+
 
 # A neutral paragraph whose perplexity must not rise overnight (the gate's check that
 # general language survives). Not about any user.

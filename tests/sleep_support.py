@@ -57,20 +57,18 @@ def student_and_teacher(gguf: Path, options: SleepOptions = FAST):
     from pocketsleep import prompts
     from pocketsleep.backends import mlx_lora
     from pocketsleep.backends.gguf_import import load_gguf
-    from pocketsleep.sleep.episode import Episode
     from pocketsleep.sleep.selfstudy import Example, ModelIO, Teacher
 
     model, tokenizer = load_gguf(gguf)
     io = ModelIO(model, tokenizer)
     mlx_lora.add_trainable_expert(model, options.num_layers, list(options.keys),
                                   options.rank, options.scale)
-    episode = Episode((1, 2), tuple(tuple(c) for c in DAY), ("2026-01-01", "2026-01-01"))
-    teacher = Teacher(io, episode, options)
-    recall = [prompts.in_context(teacher.history, q) for q in prompts.RECALL_PROMPTS[:2]]
+    teacher = Teacher(io, options)
+    recall = [prompts.teacher_view(DAY[0], q) for q in prompts.RECALL_PROMPTS[:2]]
     answers = teacher.answer_many(recall, [0.0, 0.0], seed=0)
     examples = [Example("recall", m[-1]["content"], m, a) for m, a in zip(recall, answers)]
     anchors = [prompts.closed_book(q) for q in prompts.ANCHOR_PROMPTS[:2]]
-    anchor_answers = teacher.answer_many(anchors, [0.0, 0.0], seed=0)  # no shared prefix
+    anchor_answers = teacher.answer_many(anchors, [0.0, 0.0], seed=0)
     examples += [Example("anchor", m[-1]["content"], m, a)
                  for m, a in zip(anchors, anchor_answers)]
     assert all(e.answer.answer_ids for e in examples)

@@ -102,3 +102,53 @@ def test_distill_log_summary():
     short.add("off_policy", 1.0)
     assert short.summary()["loss_first_quarter"] == {"off_policy": 2.0}
     assert short.summary()["loss_last_quarter"] == {"off_policy": 1.0}
+
+
+class _Ids:
+    """Just enough of ModelIO for batching: a prompt's ids are its question's length."""
+
+    def chat_ids(self, messages):
+        return [len(messages[-1]["content"])]
+
+
+def _examples(kind: str, n: int):
+    import numpy as np
+
+    from pocketsleep import prompts
+    from pocketsleep.sleep.sampling import Generated
+    from pocketsleep.sleep.selfstudy import Example
+
+    return [Example(kind, f"{kind} {i}?", prompts.closed_book(f"{kind} {i}?"),
+                    Generated([i], None, np.zeros((1, 2), np.int32), np.zeros((1, 2), np.float32)))
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("share, batch, expected_anchors", [
+    (0.25, 4, 1), (0.5, 4, 2), (0.1, 4, 1), (0.0, 4, 0)])
+def test_every_off_policy_batch_holds_the_anchor_share(share, batch, expected_anchors):
+    import random
+
+    train = _examples("statement", 7) + _examples("anchor", 3)
+    batches = distill_module.OffPolicyBatches(_Ids(), train, FAST.but(
+        batch_size=batch, anchor_share=share), random.Random(0))
+    anchor_len = len("anchor 0?")
+    seen = []
+    for _ in range(6):
+        chunk = batches.next()
+        assert len(chunk) == batch
+        assert sum(item[0] == [anchor_len] for item in chunk) == expected_anchors
+        seen += [item[1][0] for item in chunk if item[0] != [anchor_len]]
+    # The day's examples are cycled through in full before any repeats.
+    assert sorted(seen[:7]) == list(range(7))
+
+
+def test_batches_fall_back_to_what_there_is():
+    import random
+
+    only_anchors = distill_module.OffPolicyBatches(
+        _Ids(), _examples("anchor", 2), FAST.but(batch_size=4), random.Random(0))
+    assert len(only_anchors.next()) == 4
+    no_anchors = distill_module.OffPolicyBatches(
+        _Ids(), _examples("recall", 3), FAST.but(batch_size=4), random.Random(0))
+    assert len(no_anchors.next()) == 4
+    assert not distill_module.OffPolicyBatches(_Ids(), [], FAST, random.Random(0))

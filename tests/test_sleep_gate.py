@@ -65,7 +65,7 @@ def test_an_untrained_expert_changes_nothing_and_is_rejected(setup):
 
 def test_training_on_the_held_out_answers_passes_a_lenient_gate(setup):
     io, teacher, heldout, anchors = setup
-    distill(io, teacher, heldout, FAST.but(steps=3, learning_rate=1e-2, on_policy=False,
+    distill(io, teacher, heldout, FAST.but(steps=3, learning_rate=3e-3, on_policy=False,
                                             lti=False))
     lenient = GATE.but(max_drift_kl=1e9, max_ppl_increase=1e9, max_earlier_drop=1e9)
     result = gate.check(io, heldout, anchors, [("What is my dog called?", "Biscuit")], lenient)

@@ -102,25 +102,48 @@ def episode_of(*conversations) -> Episode:
                    tuple("2026-01-0%d" % (i + 1) for i in range(len(conversations))))
 
 
-def test_statements_are_the_users_sentences_with_enough_words():
-    ep = episode_of(
-        [{"role": "user", "content": "My sister Anna lives in Lisbon. She likes green tea! "
-                                     "Is that odd? Ok.\nWe meet every Sunday at noon."},
-         {"role": "assistant", "content": "That sounds like a lovely family tradition indeed."},
-         {"role": "user", "content": "ok thanks"}],
-        [{"role": "system", "content": "You are a helpful assistant for the whole family."},
-         {"role": "user", "content": "  I bought a red bicycle yesterday  "}],
-    )
+def test_exchanges_are_the_users_messages_with_the_conversation_up_to_the_reply():
+    first = [{"role": "user", "content": "My sister Anna lives in Lisbon. She likes tea!"},
+             {"role": "assistant", "content": "That sounds like a lovely family."},
+             {"role": "user", "content": "ok thanks"},
+             {"role": "assistant", "content": "You're welcome."},
+             {"role": "user", "content": "  We meet every Sunday at noon.  "},
+             {"role": "assistant", "content": "Enjoy the Sundays."},
+             {"role": "user", "content": "And her dog is called Rex."}]
+    second = [{"role": "system", "content": "You are a helpful assistant for the family."},
+              {"role": "user", "content": "I bought a red bicycle yesterday"}]
+    ep = episode_of(first, second)
+    xs = ep.exchanges()
     assert ep.statements() == [
-        "My sister Anna lives in Lisbon.",
-        "She likes green tea!",
-        "We meet every Sunday at noon.",
-        "I bought a red bicycle yesterday",
-    ]
+        "My sister Anna lives in Lisbon. She likes tea!", "We meet every Sunday at noon.",
+        "And her dog is called Rex.", "I bought a red bicycle yesterday"]
+    # The context runs from the start of its conversation to the reply to the statement.
+    assert xs[0].context == tuple(first[:2]) and xs[0].exchange == tuple(first[:2])
+    assert xs[1].context == tuple(first[:6]) and xs[1].exchange == tuple(first[4:6])
+    # No reply yet: the statement alone ends the context.
+    assert xs[2].context == tuple(first) and xs[2].exchange == (first[6],)
+    # System messages are never part of a teacher's view.
+    assert xs[3].context == (second[1],) and xs[3].exchange == (second[1],)
     assert MIN_STATEMENT_WORDS == 4
     assert episode_of([{"role": "user", "content": "one two three four"}]).statements() == [
         "one two three four"]
     assert episode_of([{"role": "user", "content": "one two three"}]).statements() == []
+
+
+def test_teacher_views_are_the_exchange_then_the_whole_conversation():
+    from pocketsleep.sleep.selfstudy import teacher_views
+
+    conversation = [{"role": "user", "content": "I adopted a dog last week."},
+                    {"role": "assistant", "content": "Lovely!"},
+                    {"role": "user", "content": "He is a beagle named Biscuit."},
+                    {"role": "assistant", "content": "Biscuit the beagle, noted."}]
+    first, second = episode_of(conversation).exchanges()
+    system = {"role": "system", "content": prompts.SYSTEM_PROMPT}
+    question = {"role": "user", "content": "What is my dog's name?"}
+    assert teacher_views(second, question["content"]) == [
+        [system, *conversation[2:], question], [system, *conversation, question]]
+    # When the exchange is the whole conversation so far, one view is enough.
+    assert teacher_views(first, question["content"]) == [[system, *conversation[:2], question]]
 
 
 def test_history_and_token_estimate():

@@ -56,11 +56,38 @@ class DistillLog:
 
 
 def _offpolicy_items(io: ModelIO, examples: list[Example]):
-    items = []
-    for e in examples:
-        items.append((io.chat_ids(e.student_messages), e.answer.answer_ids,
-                      e.answer.topk_ids, e.answer.topk_logprobs))
-    return items
+    return [(io.chat_ids(e.student_messages), e.answer.answer_ids, e.answer.topk_ids,
+             e.answer.topk_logprobs) for e in examples]
+
+
+class OffPolicyBatches:
+    """Batches of teacher answers in which a fixed share are anchors.
+
+    Anchors are few next to the day's questions; drawn at random they appeared in one
+    batch out of several, and general text drifted in between. A fixed share in every
+    batch holds old behaviour in place at each step."""
+
+    def __init__(self, io: ModelIO, train: list[Example], options: SleepOptions,
+                 rng: random.Random):
+        self.learn = _offpolicy_items(io, [e for e in train if e.kind != "anchor"])
+        self.anchor = _offpolicy_items(io, [e for e in train if e.kind == "anchor"])
+        rng.shuffle(self.learn)
+        rng.shuffle(self.anchor)
+        share = options.anchor_share
+        n_anchor = max(1, round(options.batch_size * share)) if share > 0 else 0
+        self.n_anchor = (n_anchor if self.learn else options.batch_size) if self.anchor else 0
+        self.n_learn = options.batch_size - self.n_anchor if self.learn else 0
+        self.cursors = [0, 0]
+
+    def __bool__(self) -> bool:
+        return bool(self.learn or self.anchor)
+
+    def next(self) -> list:
+        out = []
+        for which, (pool, n) in enumerate(((self.learn, self.n_learn), (self.anchor, self.n_anchor))):
+            out += [pool[(self.cursors[which] + i) % len(pool)] for i in range(n)]
+            self.cursors[which] += n
+        return out
 
 
 def distill(io: ModelIO, teacher: Teacher, train: list[Example], options: SleepOptions,
@@ -68,8 +95,7 @@ def distill(io: ModelIO, teacher: Teacher, train: list[Example], options: SleepO
             progress: Callable[[str, int, int], None] = lambda *a: None) -> DistillLog:
     model = io.model
     rng = random.Random(options.seed)
-    items = _offpolicy_items(io, train)
-    rng.shuffle(items)
+    batches = OffPolicyBatches(io, train, options, rng)
     learnable = [e for e in train if e.kind != "anchor"]
     optimizer = optim.Adam(learning_rate=options.learning_rate)
     grads_of = {
@@ -79,17 +105,14 @@ def distill(io: ModelIO, teacher: Teacher, train: list[Example], options: SleepO
     }
     log = DistillLog()
     started = time.perf_counter()
-    cursor = 0
     for step in range(options.steps):
         if deadline is not None and time.perf_counter() > deadline:
             log.stopped_by_budget = True
             break
         progress("distilling", step, options.steps)
         terms: list[tuple[str, float, objective.Batch]] = []
-        if options.off_policy and items:
-            chunk = [items[(cursor + i) % len(items)] for i in range(options.batch_size)]
-            cursor += options.batch_size
-            terms.append(("off_policy", 1.0, objective.offpolicy_batch(chunk)))
+        if options.off_policy and batches:
+            terms.append(("off_policy", 1.0, objective.offpolicy_batch(batches.next())))
         if options.on_policy and learnable and step % options.on_policy_every == 0:
             terms.append(("on_policy", options.on_policy_weight,
                           _onpolicy(io, teacher, rng.choice(learnable), options.seed + step)))

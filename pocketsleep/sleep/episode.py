@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from .. import prompts
 from ..journal import Journal
 
-# A statement worth a question has a few words at least ("ok thanks" has nothing to learn).
+# A message worth questions has a few words at least ("ok thanks" has nothing to learn).
 MIN_STATEMENT_WORDS = 4
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One thing the user said, with the conversation around it.
+
+    `context` is the conversation up to and including the assistant's reply to the
+    statement; `exchange` is just the statement and that reply. Both are views a
+    teacher can answer questions from (see selfstudy.teacher_views)."""
+
+    statement: str
+    context: tuple[dict, ...]
+
+    @property
+    def exchange(self) -> tuple[dict, ...]:
+        return self.context[-2:] if self.context[-1]["role"] == "assistant" else self.context[-1:]
 
 
 @dataclass(frozen=True)
@@ -33,20 +47,22 @@ class Episode:
         return not any(self.conversations)
 
     def history(self) -> str:
-        """The episode as text for the teacher's system prompt."""
+        """The episode as text (the in-context baseline's view of it)."""
         return prompts.render_history(self.conversations, self.dates)
 
-    def statements(self) -> list[str]:
-        """What the user said, sentence by sentence, in order (facts live here)."""
+    def exchanges(self) -> list[Exchange]:
+        """Every user message with something in it, in order (facts live there)."""
         out = []
         for conversation in self.conversations:
-            for m in conversation:
-                if m["role"] != "user":
-                    continue
-                for sentence in _SENTENCE_END.split(m["content"].strip()):
-                    if len(sentence.split()) >= MIN_STATEMENT_WORDS:
-                        out.append(sentence.strip())
+            turns = [m for m in conversation if m["role"] != "system"]
+            for i, m in enumerate(turns):
+                if m["role"] == "user" and len(m["content"].split()) >= MIN_STATEMENT_WORDS:
+                    end = i + 2 if i + 1 < len(turns) and turns[i + 1]["role"] == "assistant" else i + 1
+                    out.append(Exchange(m["content"].strip(), tuple(turns[:end])))
         return out
+
+    def statements(self) -> list[str]:
+        return [x.statement for x in self.exchanges()]
 
     def token_estimate(self) -> int:
         return sum(len(m["content"].split()) for c in self.conversations for m in c) * 4 // 3

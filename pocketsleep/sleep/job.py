@@ -103,7 +103,7 @@ def _consolidate(paths, config, options, journal, episode, sleep_id, started, pr
                                   options.rank, options.scale, seed=options.seed)
     timings = {}
     t = time.perf_counter()
-    teacher = Teacher(io, episode, options)
+    teacher = Teacher(io, options)
     train, heldout = build_examples(io, teacher, episode, options, progress)
     timings["self_study"] = time.perf_counter() - t
 

@@ -31,7 +31,9 @@ class SleepOptions:
     answers_per_question: int = 3
     # Generic prompts (answered by the model *without* the episode) that anchor old
     # behaviour.
-    anchors: int = 8
+    anchors: int = 16
+    # Anchors answer at length: paragraphs hold general language, not just short facts.
+    anchor_tokens: int = 64
     max_answer_tokens: int = 32
     top_k: int = 16
     # Self-study questions held out of training and used by the gate.
@@ -40,6 +42,8 @@ class SleepOptions:
     # -- generalized distillation ---------------------------------------------------
     steps: int = 48
     batch_size: int = 4
+    # Share of every off-policy batch given to anchors.
+    anchor_share: float = 0.25
     learning_rate: float = 3e-4
     # Off-policy: token-level KL(teacher || student) on teacher answers.
     off_policy: bool = True

@@ -1,9 +1,12 @@
 """Knowledge seeding, step 1: the training set D, sampled from the model itself.
 
-- Questions: for every statement the user made, the model writes questions it could
-  be asked later (few-shot completion), plus a few fixed recall requests.
-- Answers: the teacher (the pre-sleep model *with the episode in context*) answers
-  each question; its top-k distribution at every token is kept as the target.
+- Questions: for every message in which the user said something, the model writes
+  questions it could be asked later (few-shot completion), plus a few fixed recall
+  requests per conversation.
+- Answers: the teacher (the pre-sleep model *with the episode in context* — the part
+  of it the question is about, as real chat turns) answers each question; its top-k
+  distribution at every token is kept as the target. Only answers grounded in what
+  the user said are kept.
 - Anchors: generic requests answered by the same model *without* the episode, so
   distilling them holds old behaviour in place.
 """
@@ -18,9 +21,9 @@ from typing import Callable
 import numpy as np
 
 from .. import prompts
-from .episode import Episode
+from .episode import Episode, Exchange
 from .options import SleepOptions
-from .sampling import Generated, fork, generate_batch, prefill
+from .sampling import Generated, generate_batch
 
 QUESTION_MAX_TOKENS = 24
 _QUESTION = re.compile(r"^[A-Z][^\n?]{8,120}\?$")
@@ -102,14 +105,19 @@ class ModelIO:
         return self.tokenizer.decode(ids)
 
 
+# A question about the user, not about the words of the statement ("What city is
+# Rotterdam?" teaches nothing about the user).
+_ABOUT_USER = re.compile(r"\b(I|I'm|I've|me|my|mine|we|our|us)\b", re.IGNORECASE)
+
+
 def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> list[list[str]]:
     """Up to `n` distinct questions about each statement: one greedy completion and a
     few sampled ones per statement, all decoded in one batch."""
-    tries = n + 1  # a spare try for duplicates and junk
+    tries = n + 2  # spare tries for duplicates and junk
     newline = set(io.text_ids("\n"))
     prompts_ = [io.text_ids(prompts.QUESTION_WRITER.format(statement=s))
                 for s in statements for _ in range(tries)]
-    temps = [0.0 if i % tries == 0 else 0.9 for i in range(len(prompts_))]
+    temps = [0.0 if i % tries == 0 else 0.8 for i in range(len(prompts_))]
     outs = generate_batch(io.model, prompts_, io.eos_ids | newline, QUESTION_MAX_TOKENS,
                           temps, top_k=1, seed=seed)
     found: list[list[str]] = []
@@ -117,36 +125,36 @@ def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> li
         mine: list[str] = []
         for out in outs[i * tries:(i + 1) * tries]:
             question = io.decode(out.tokens).strip()
-            if _QUESTION.match(question) and question not in mine and len(mine) < n:
+            if (_QUESTION.match(question) and _ABOUT_USER.search(question)
+                    and question not in mine and len(mine) < n):
                 mine.append(question)
         found.append(mine)
     return found
 
 
-class Teacher:
-    """The pre-sleep model with the episode in context; reuses the episode's KV cache."""
+def teacher_views(exchange: Exchange, question: str) -> list[list[dict]]:
+    """The contexts a teacher answers `question` from: the statement with the reply to
+    it, and the whole conversation up to there. Two views give two phrasings of the
+    fact and hedge a small teacher's misses in either (dev-week: 12/15 and 11/15)."""
+    views = [prompts.teacher_view(exchange.exchange, question)]
+    if len(exchange.context) > len(exchange.exchange):
+        views.append(prompts.teacher_view(exchange.context, question))
+    return views
 
-    def __init__(self, io: ModelIO, episode: Episode, options: SleepOptions):
+
+class Teacher:
+    """The pre-sleep personal model, answering with part of the episode in context."""
+
+    def __init__(self, io: ModelIO, options: SleepOptions):
         self.io = io
         self.options = options
-        self.history = episode.history()
-        # Every teacher prompt starts with the system prompt holding the episode:
-        # process the part all of them share once, and fork it for each question.
-        base = io.chat_ids(prompts.in_context(self.history, "?"))
-        focused = io.chat_ids(prompts.focused_context(self.history, "x", "!"))
-        n = next((i for i, (a, b) in enumerate(zip(base, focused)) if a != b),
-                 min(len(base), len(focused)))
-        self.prefix = base[:n]
-        self.cache, _ = prefill(io.model, self.prefix)
 
     def answer_many(self, conversations: list[list[dict]], temperatures: list[float],
                     seed: int) -> list[Generated]:
         ids = [self.io.chat_ids(m) for m in conversations]
-        caches = [fork(self.cache) if i[: len(self.prefix)] == self.prefix else None
-                  for i in ids]
         return generate_batch(self.io.model, ids, self.io.eos_ids,
                               self.options.max_answer_tokens, temperatures,
-                              top_k=self.options.top_k, caches=caches, seed=seed)
+                              top_k=self.options.top_k, seed=seed)
 
 
 def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptions,
@@ -154,27 +162,34 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
                    ) -> tuple[list[Example], list[Example]]:
     """Return (training examples, held-out examples for the gate)."""
     rng = random.Random(options.seed)
-    statements = episode.statements()
+    exchanges = episode.exchanges()
     progress("writing questions", 0, 1)
-    written = write_questions(io, statements, options.questions_per_statement, options.seed)
-    questions: list[tuple[str, str | None, str]] = [
-        (q, s, "statement") for s, qs in zip(statements, written) for q in qs]
-    questions += [(q, None, "recall") for q in prompts.RECALL_PROMPTS]
+    written = write_questions(io, [x.statement for x in exchanges],
+                              options.questions_per_statement, options.seed)
+
+    # Each question is answered greedily from every teacher view, then sampled from
+    # the first until it has `answers_per_question` answers.
+    asked, temps, meta = [], [], []
+    for x, questions in zip(exchanges, written):
+        for q in questions:
+            views = teacher_views(x, q)
+            for j in range(options.answers_per_question):
+                asked.append(views[j] if j < len(views) else views[0])
+                temps.append(0.0 if j < len(views) else 0.7)
+                meta.append(("statement", q, x.statement))
+    for conversation in episode.conversations:
+        turns = [m for m in conversation if m["role"] != "system"]
+        source = " ".join(m["content"] for m in turns if m["role"] == "user")
+        for q in prompts.RECALL_PROMPTS:
+            asked.append(prompts.teacher_view(turns, q))
+            temps.append(0.0)
+            meta.append(("recall", q, source))
 
     progress("teacher answers", 0, 1)
-    asked, temps, meta = [], [], []
-    for question, statement, kind in questions:
-        messages = (prompts.focused_context(teacher.history, statement, question)
-                    if statement else prompts.in_context(teacher.history, question))
-        for j in range(options.answers_per_question):
-            asked.append(messages)
-            temps.append(0.0 if j == 0 else 0.7)
-            meta.append((kind, question, statement))
     answers = teacher.answer_many(asked, temps, options.seed)
-    history = teacher.history
     examples = [Example(kind, q, m, a, s)
                 for (kind, q, s), m, a in zip(meta, asked, answers)
-                if a.tokens and usable_answer(io.decode(a.tokens), s or history, q)]
+                if a.tokens and usable_answer(io.decode(a.tokens), s, q)]
 
     progress("anchors", 0, 1)
     anchors = list(prompts.ANCHOR_PROMPTS)
@@ -182,7 +197,7 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
     anchors = anchors[: options.anchors]
     anchor_messages = [prompts.closed_book(q) for q in anchors]
     anchor_answers = generate_batch(io.model, [io.chat_ids(m) for m in anchor_messages],
-                                    io.eos_ids, options.max_answer_tokens,
+                                    io.eos_ids, options.anchor_tokens,
                                     [0.0] * len(anchors), top_k=options.top_k)
     examples += [Example("anchor", q, m, a)
                  for q, m, a in zip(anchors, anchor_messages, anchor_answers) if a.tokens]
@@ -210,19 +225,12 @@ def topk_arrays(example: Example) -> tuple[np.ndarray, np.ndarray]:
 
 def teacher_logprobs(teacher: "Teacher", messages: list[dict], sample: list[int]) -> np.ndarray:
     """The teacher's full log-probabilities at each position of `sample` (the student's
-    answer), with the episode in context: [len(sample), V]."""
+    answer), with the teacher's context: [len(sample), V]."""
     import mlx.core as mx
 
     from .sampling import log_softmax
 
     ids = teacher.io.chat_ids(messages)
-    shared = ids[: len(teacher.prefix)] == teacher.prefix
-    cache = fork(teacher.cache) if shared else None
-    done = len(teacher.prefix) if shared else 0
-    rest = ids[done:] + sample[:-1] if sample else ids[done:]
-    from mlx_lm.models.cache import make_prompt_cache
-
-    logits = teacher.io.model(mx.array(rest)[None], cache=cache or make_prompt_cache(teacher.io.model))
-    first = len(ids) - done - 1
-    out = log_softmax(logits[0, first : first + len(sample)])
+    logits = teacher.io.model(mx.array(ids + sample[:-1])[None])
+    out = log_softmax(logits[0, len(ids) - 1:])
     return np.array(out)
