@@ -30,6 +30,26 @@ def _threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+class EndAfter:
+    """A logits processor that forces the end token once `limit` tokens are sampled.
+
+    Fix: llama-cpp-python checks max_tokens only after a token that completes a UTF-8
+    character, so a model emitting broken bytes ran on until the context was full
+    (99 s, then "llama_decode returned 1", on a tiny model asked for 4 tokens). The
+    processor runs at every sampling step, whatever the text looks like."""
+
+    def __init__(self, limit: int | None, eos: int):
+        self.limit, self.eos, self.sampled = limit, eos, 0
+
+    def __call__(self, input_ids, scores):
+        self.sampled += 1
+        if self.limit is not None and self.limit > 0 and self.sampled > self.limit:
+            forced = np.full_like(scores, -np.inf)
+            forced[self.eos] = 0.0
+            return forced
+        return scores
+
+
 class LlamaCppEngine(Engine):
     name = "llamacpp"
 
@@ -83,6 +103,7 @@ class LlamaCppEngine(Engine):
             top_p=options.top_p,
             max_tokens=options.max_tokens,
             seed=options.seed,
+            logits_processor=[EndAfter(options.max_tokens, self.llm.token_eos())],
         )
         try:
             for chunk in chunks:

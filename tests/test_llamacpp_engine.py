@@ -86,3 +86,38 @@ def test_ask_prints_json_and_logs_only_when_asked(capsys, data_home):
     with Journal.open(data_home / "journal.db") as j:
         (c,) = j.conversations()
         assert [m.role for m in j.messages(c.id)] == ["user", "assistant"]
+
+
+def test_generation_stops_at_max_tokens_on_a_random_model(tmp_path):
+    """A random model never ends on its own; the token limit must end it. (The case
+    EndAfter exists for, byte tokens that never complete a character, seen after a
+    sleep on a tiny model, is not reproduced here; the unit test below covers it.)"""
+    from tiny_models import write_tiny_gguf
+
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf", arch="llama", n_ctx=2048).path
+    tiny = LlamaCppEngine(gguf, "tiny")
+    messages = [{"role": "user", "content": "hello"}]
+    prompt = len(tiny.llm.tokenize(tiny.prompt_text(messages).encode(), add_bos=False,
+                                   special=True))
+    try:
+        for temperature in (0.0, 1.0):
+            "".join(tiny.stream_chat(messages, GenerationOptions(max_tokens=4,
+                                                                 temperature=temperature)))
+            # Tokens evaluated = the prompt + what was generated (the end token is
+            # sampled, never evaluated).
+            assert tiny.llm.n_tokens - prompt <= 4
+    finally:
+        tiny.close()
+
+
+def test_end_after_forces_the_end_token_past_the_limit():
+    import numpy as np
+
+    from pocketsleep.backends.llamacpp_engine import EndAfter
+
+    end = EndAfter(2, eos=3)
+    scores = np.arange(5, dtype=np.float32)
+    assert (end(None, scores) == scores).all() and (end(None, scores) == scores).all()
+    forced = end(None, scores)
+    assert forced.argmax() == 3 and np.isinf(forced[[0, 1, 2, 4]]).all()
+    assert (EndAfter(None, eos=3)(None, scores) == scores).all()

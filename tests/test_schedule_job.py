@@ -74,7 +74,8 @@ def test_a_night_with_something_pending_sleeps_holding_the_chat_lock(
     fake_sleep.report.sleep_id = 1
     outcome = job.run_nightly(paths, Config())
     assert outcome.outcome == "slept" and outcome.sleep_id == 1
-    assert outcome.detail == "expert 7 from 2 conversations, 12 s"
+    # No real expert was written, so the morning merge finds nothing to merge.
+    assert outcome.detail == "expert 7 from 2 conversations, 12 s; nothing to merge"
     assert fake_sleep.calls == 1
     assert fake_sleep.chat_could_open is False  # no chat gets its share mid-sleep
     assert journal.last_nightly_run().sleep_id == 1
@@ -291,3 +292,50 @@ def test_flock_is_per_open_file_so_the_tests_are_meaningful(paths):
     finally:
         os.close(a)
         os.close(b)
+
+
+class FakeMerge:
+    def __init__(self, paths, status="merged", error=None):
+        self.paths, self.status, self.error = paths, status, error
+        self.chat_could_open = None
+
+    def __call__(self, paths, config, progress=lambda *a: None, **kw):
+        from pocketsleep.versions.merge import MergeReport
+
+        with chat_open(paths) as present:
+            self.chat_could_open = present
+        if self.error is not None:
+            raise self.error
+        return MergeReport(self.status, version=3, experts=[7], checks={
+            "max_logit_diff": 1e-5, "same_answers": 3, "questions": 3})
+
+
+def test_the_morning_merge_follows_a_night_that_learned_inside_the_chat_lock(
+        paths, journal, fake_sleep, pending, monkeypatch):
+    from pocketsleep.versions import merge
+
+    fake = FakeMerge(paths)
+    monkeypatch.setattr(merge, "merge_if_needed", fake)
+    outcome = job.run_nightly(paths, Config())
+    assert outcome.detail.endswith("; v3") and fake.chat_could_open is False
+    assert "morning merge: Merged 1 expert into v3" in paths.nightly_log.read_text()
+    assert journal.last_nightly_run().detail == outcome.detail
+
+
+def test_a_rejected_night_is_not_merged(paths, journal, fake_sleep, pending, monkeypatch):
+    from pocketsleep.versions import merge
+
+    monkeypatch.setattr(merge, "merge_if_needed", lambda *a, **k: pytest.fail("merged"))
+    fake_sleep.report = SleepReport("rejected", reasons=["drift"])
+    assert job.run_nightly(paths, Config()).outcome == "rejected"
+
+
+def test_a_failed_merge_keeps_the_night(paths, journal, fake_sleep, pending, monkeypatch):
+    from pocketsleep.errors import PocketsleepError
+    from pocketsleep.versions import merge
+
+    monkeypatch.setattr(merge, "merge_if_needed",
+                        FakeMerge(paths, error=PocketsleepError("disk full")))
+    outcome = job.run_nightly(paths, Config())
+    assert outcome.outcome == "slept" and outcome.detail.endswith("; merge failed: disk full")
+    assert "morning merge failed: disk full" in paths.nightly_log.read_text()

@@ -1,7 +1,7 @@
 """The nightly job: what the schedule runs, as a short sequence of steps.
 
     record the run  →  anything pending?  →  on battery?  →  wait for open chats
-    to close  →  sleep  →  (morning merge)  →  record the outcome
+    to close  →  sleep  →  morning merge  →  record the outcome
 
 Every run leaves one `nightly_runs` row: slept, rejected (the gate said no; the
 conversations stay pending), skipped (with the reason: nothing pending, on battery,
@@ -96,9 +96,28 @@ def _steps(night: Night, chat_wait: float) -> Outcome:
         if not ok:
             return Outcome("skipped", CHAT_OPEN)
         outcome = sleep(night)
-        # The morning merge follows a night that learned something (lead: add it here,
-        # inside the chat lock, so no chat loads the model while it is replaced).
+        # The morning merge follows a night that learned something, inside the chat
+        # lock, so no chat loads the model while it is replaced.
+        if outcome.outcome == "slept":
+            outcome = morning_merge(night, outcome)
         return outcome
+
+
+def morning_merge(night: Night, slept: Outcome) -> Outcome:
+    """Fuse tonight's expert into a new personal-model version. A merge that fails or
+    is refused does not undo the night: the expert is kept, the engines wear it
+    unfused, and the next start tries the merge again."""
+    from ..versions.merge import merge_if_needed
+
+    try:
+        report = merge_if_needed(night.paths, night.config or Config(),
+                                 _progress_to(night.log))
+        night.log.info("morning merge: %s", report.summary())
+        merged = f"v{report.version}" if report.status == "merged" else report.status
+    except PocketsleepError as e:
+        night.log.error("morning merge failed: %s", e)
+        merged = f"merge failed: {e}"
+    return Outcome(slept.outcome, f"{slept.detail}; {merged}", slept.sleep_id)
 
 
 def sleep(night: Night) -> Outcome:
