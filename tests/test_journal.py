@@ -145,3 +145,19 @@ def test_resolved_models_are_recorded_once_each(journal):
     journal.record_model("default", "gguf", "/a/m.gguf", "SmolLM2")
     got = journal.models()
     assert sorted(m["spec"] for m in got) == ["default", "other/model"]
+
+
+def test_a_conversation_that_grew_during_the_night_stays_pending(journal):
+    grew = journal.log_conversation([{"role": "user", "content": "My dog is Biscuit."}])
+    still = journal.log_conversation([{"role": "user", "content": "I live in Porto."}])
+    read_up_to = journal.last_message_id()
+    assert read_up_to == 2
+    journal.add_message(grew, "user", "He turned three today.")  # written mid-sleep
+    sleep_id = journal.begin_sleep()
+    journal.accept_expert(sleep_id, "nightly", "night-0001", {}, [grew, still], [], {},
+                          learned_up_to=read_up_to)
+    assert journal.conversation(grew).status == "pending"
+    assert journal.conversation(still).status == "consolidated"
+    # Both are still recorded as the expert's sources (forget must find them).
+    rows = journal.db.execute("SELECT conversation_id FROM expert_sources").fetchall()
+    assert sorted(r[0] for r in rows) == sorted([grew, still])

@@ -260,9 +260,13 @@ class Journal:
 
     def accept_expert(self, sleep_id: int, level: str, path: str, config: dict,
                       conversation_ids: Iterable[int], probes: Iterable[tuple[str, str]],
-                      metrics: dict) -> int:
+                      metrics: dict, learned_up_to: int | None = None) -> int:
         """Everything a successful night changes, in one transaction: the expert and
-        its provenance, its probes, the conversations consolidated, the sleep done."""
+        its provenance, its probes, the conversations consolidated, the sleep done.
+
+        `learned_up_to` is the last message id the night read: a conversation that
+        grew while it slept (a chat open during "Sleep now") stays pending, so its new
+        turns are learned the next night instead of never."""
         conversation_ids = list(conversation_ids)
         t = now()
         with self._write():
@@ -274,7 +278,9 @@ class Journal:
                 self.db.execute("INSERT INTO expert_sources VALUES (?, ?)", [expert_id, cid])
                 self.db.execute(
                     "UPDATE conversations SET status = 'consolidated' WHERE id = ?"
-                    " AND status = 'pending'", [cid])
+                    " AND status = 'pending' AND NOT EXISTS (SELECT 1 FROM messages"
+                    " WHERE conversation_id = ? AND id > ?)",
+                    [cid, cid, 2**62 if learned_up_to is None else learned_up_to])
             for question, answer in probes:
                 self.db.execute(
                     "INSERT INTO probes (created_at, expert_id, question, answers, kind)"
@@ -282,6 +288,9 @@ class Journal:
                     [t, expert_id, question, json.dumps([answer])])
             self.end_sleep(sleep_id, "succeeded", metrics)
         return expert_id
+
+    def last_message_id(self) -> int:
+        return self._scalar("SELECT coalesce(max(id), 0) FROM messages")
 
     def active_probes(self) -> list[tuple[str, str]]:
         """(question, expected answer) stored by the experts the model wears now."""

@@ -32,14 +32,20 @@ class Episode:
     conversation_ids: tuple[int, ...]
     conversations: tuple[tuple[dict, ...], ...]
     dates: tuple[str, ...]
+    # The last message id when the episode was taken: what the night has read.
+    last_message_id: int | None = None
 
     @classmethod
     def from_journal(cls, journal: Journal) -> "Episode":
+        # Read the id first: a message written after it counts as unread even if the
+        # episode happens to include it (learned again next night, never lost).
+        last = journal.last_message_id()
         pending = journal.pending_conversations()
         return cls(
             conversation_ids=tuple(c.id for c in pending),
             conversations=tuple(tuple(journal.turns(c.id)) for c in pending),
             dates=tuple(c.started_at[:10] for c in pending),
+            last_message_id=last,
         )
 
     @property

@@ -148,7 +148,8 @@ def _consolidate(paths, config, options, journal, episode, sleep_id, started, pr
     probes = [(e.question, io.decode(e.answer.tokens)) for e in heldout
               if e.kind != "anchor" and e.answer.tokens]
     expert_id = journal.accept_expert(sleep_id, "nightly", name, config_json,
-                                      episode.conversation_ids, dedupe(probes), metrics)
+                                      episode.conversation_ids, dedupe(probes), metrics,
+                                      learned_up_to=episode.last_message_id)
     return SleepReport("succeeded", sleep_id, expert_id, list(episode.conversation_ids),
                        metrics=metrics)
 
