@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 from pocketsleep.errors import InputError, require
+from pocketsleep.faults import checkpoint
 from pocketsleep.files import fsync_tree
 
 from .gguf_file import GGUFHeader, read_header
@@ -123,6 +124,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "float32") -> Path
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         tokenizer.write(tmp)
         fsync_tree(tmp)
+        checkpoint("convert.written")
         _check_out_dir(out_dir)  # again: it may have changed during the conversion
         if out_dir.exists() and any(out_dir.iterdir()):
             # Swap: the old folder moves aside (rename onto an empty folder is atomic),

@@ -26,6 +26,7 @@ import numpy as np
 
 from pocketsleep.errors import InputError
 from pocketsleep.files import fsync_folder
+from pocketsleep.faults import checkpoint
 
 # A temporary file older than this was left by an export that was killed.
 STALE_TEMP_S = 6 * 3600
@@ -146,6 +147,7 @@ def write_gguf(
             if tuple(data.shape) != tuple(t.shape):
                 raise RuntimeError(f"tensor {t.name} has shape {data.shape}, planned {t.shape}")
             writer.write_tensor_data(encode(data, t.qtype))
+            checkpoint("gguf.tensor")
             count += 1
         if count != len(tensors):
             raise RuntimeError(f"{len(tensors) - count} planned tensors were not produced")

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..faults import checkpoint
 from .context import CliContext
 
 
@@ -65,6 +66,7 @@ def command(obj: CliContext, gguf_out: Path | None, quant: str, lora_dir: Path |
             if resolved.format == "gguf":
                 write_expert_gguf(folder, source)  # what the llama.cpp engine attaches
             click.echo(f"wrote {out} (LoRA adapter, {human_size(size)})")
+            checkpoint("export.adapter_written")
         base = (str(resolved.path) if resolved.format == "gguf"
                 else "BASE.gguf (from: pocketsleep export --gguf BASE.gguf --no-experts)")
         click.echo(f"use on top of the base model: llama-cli -m {base} --lora FILE")

@@ -20,6 +20,7 @@ from sqlite_utils import Database
 
 from ..config import PRIVATE_FILE_MODE
 from ..errors import JournalError
+from ..faults import checkpoint
 from .migrations import migrate
 from .records import (  # noqa: F401  (ROLES and the records are part of this module's API)
     ROLES, Conversation, Message, ModelVersion, NightlyRun, Sleep, check_role,
@@ -141,6 +142,7 @@ class Journal:
                     " VALUES (?, ?, ?, ?)",
                     [cid, m["role"], m["content"], t],
                 )
+                checkpoint("journal.log_conversation.midway")
         return cid
 
     def conversations(self, status: str | None = None) -> list[Conversation]:
@@ -224,6 +226,7 @@ class Journal:
                 " updated_at = ? WHERE id = ?",
                 [now(), conversation_id],
             )
+        checkpoint("journal.forget.before_checkpoint")
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return cur.rowcount
 
@@ -274,6 +277,7 @@ class Journal:
                 "INSERT INTO experts (created_at, level, path, sleep_id, config)"
                 " VALUES (?, ?, ?, ?, ?)", [t, level, path, sleep_id, json.dumps(config)])
             expert_id = cur.lastrowid
+            checkpoint("journal.accept_expert.midway")
             for cid in conversation_ids:
                 self.db.execute("INSERT INTO expert_sources VALUES (?, ?)", [expert_id, cid])
                 self.db.execute(
@@ -287,6 +291,7 @@ class Journal:
                     " VALUES (?, ?, ?, ?, 'heldout')",
                     [t, expert_id, question, json.dumps([answer])])
             self.end_sleep(sleep_id, "succeeded", metrics)
+            checkpoint("journal.accept_expert.before_commit")
         return expert_id
 
     def last_message_id(self) -> int:
@@ -401,6 +406,7 @@ class Journal:
             self.db.execute("UPDATE model_versions SET checks = ?, size_bytes = ? WHERE id = ?",
                             [json.dumps(checks), size_bytes, version_id])
             self._make_current(version_id)
+            checkpoint("journal.switch_version.before_commit")
 
     def rollback_to(self, version_id: int) -> dict[str, list[int]]:
         """Make an earlier version current again, and its experts exactly the active

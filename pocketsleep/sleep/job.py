@@ -21,6 +21,7 @@ from typing import Callable
 
 from ..config import Config, Paths
 from ..errors import Busy
+from ..faults import checkpoint
 from ..files import fsync_tree
 from ..journal import Journal
 from ..models import resolve_model
@@ -67,6 +68,7 @@ def run_sleep(paths: Paths, config: Config, options: SleepOptions = SleepOptions
               dry_run: bool = False) -> SleepReport:
     started = time.perf_counter()
     with sleep_lock(paths), Journal.open(paths.journal) as journal:
+        checkpoint("sleep.locked")
         episode = Episode.from_journal(journal)
         if episode.empty:
             return SleepReport("nothing to learn")
@@ -75,6 +77,7 @@ def run_sleep(paths: Paths, config: Config, options: SleepOptions = SleepOptions
                 "statements": len(episode.statements()),
                 "episode_tokens_estimate": episode.token_estimate()})
         sleep_id = journal.begin_sleep()
+        checkpoint("sleep.begun")
         try:
             report = _consolidate(paths, config, options, journal, episode, sleep_id,
                                   started, progress)
@@ -101,10 +104,12 @@ def _consolidate(paths, config, options, journal, episode, sleep_id, started, pr
     # Parameter expansion: tonight's expert, zero-initialised, the rest frozen.
     mlx_lora.add_trainable_expert(engine.model, options.num_layers, list(options.keys),
                                   options.rank, options.scale, seed=options.seed)
+    checkpoint("sleep.model_loaded")
     timings = {}
     t = time.perf_counter()
     teacher = Teacher(io, options)
     train, heldout = build_examples(io, teacher, episode, options, progress)
+    checkpoint("sleep.self_studied")
     timings["self_study"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -112,12 +117,14 @@ def _consolidate(paths, config, options, journal, episode, sleep_id, started, pr
     if options.budget_seconds:
         deadline = started + options.budget_seconds - GATE_RESERVE_SECONDS
     log = distill(io, teacher, train, options, deadline, progress)
+    checkpoint("sleep.distilled")
     timings["distill"] = time.perf_counter() - t
 
     t = time.perf_counter()
     progress("gate", 0, 1)
     anchors = [e for e in train + heldout if e.kind == "anchor"]
     verdict = gate.check(io, heldout, anchors, journal.active_probes(), options)
+    checkpoint("sleep.gated")
     if log.steps == 0:
         # Fix: with no distillation step (the budget spent before training, or no
         # examples) the expert is all zeros, yet the gate could pass it (nothing drifts,
@@ -145,11 +152,13 @@ def _consolidate(paths, config, options, journal, episode, sleep_id, started, pr
                                        "dropout": 0.0, "keys": list(options.keys)},
                    "base_model": resolved.spec, "sleep_id": sleep_id}
     name = write_expert(paths, engine.model, config_json, sleep_id, resolved)
+    checkpoint("sleep.expert_written")
     probes = [(e.question, io.decode(e.answer.tokens)) for e in heldout
               if e.kind != "anchor" and e.answer.tokens]
     expert_id = journal.accept_expert(sleep_id, "nightly", name, config_json,
                                       episode.conversation_ids, dedupe(probes), metrics,
                                       learned_up_to=episode.last_message_id)
+    checkpoint("sleep.accepted")
     return SleepReport("succeeded", sleep_id, expert_id, list(episode.conversation_ids),
                        metrics=metrics)
 
@@ -178,12 +187,14 @@ def write_expert(paths: Paths, model, config_json: dict, sleep_id: int, resolved
         shutil.rmtree(old, ignore_errors=True)
     try:
         mlx_lora.save_trainable_expert(model, tmp, config_json)
+        checkpoint("expert.adapter_written")
         if resolved.format == "gguf":
             # The llama.cpp engine (chat on CPUs) wears the expert as a GGUF LoRA.
             from ..backends.gguf_lora import write_expert_gguf
 
             write_expert_gguf(tmp, resolved.path)
         fsync_tree(tmp)
+        checkpoint("expert.fsynced")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..config import Paths
+from ..faults import checkpoint
 from ..files import fsync_folder, fsync_tree
 from ..journal.records import now
 from ..models import ResolvedModel
@@ -49,19 +50,24 @@ def build_version(paths: Paths, base: ResolvedModel, experts: Sequence[tuple[int
         tmp.mkdir(mode=0o700)
         progress("merge: preparing the base model", 0, 1)
         base_mlx = mlx_folder(base, paths, "float32")  # a GGUF is converted once, cached
+        checkpoint("version.base_ready")
         _check_space(base_mlx, versions, final)
         progress("merge: fusing experts into MLX weights (float32)", 0, 1)
         fuse_folder(base_mlx, folders, tmp / MLX_DIR)
+        checkpoint("version.mlx_fused")
         progress(f"merge: writing the GGUF for llama.cpp ({GGUF_QUANT})", 0, 1)
         export_gguf(base.path, tmp / GGUF_FILE, GGUF_QUANT, folders)
+        checkpoint("version.gguf_written")
         (tmp / MANIFEST).write_text(json.dumps(manifest(base, experts, name), indent=2) + "\n",
                                     encoding="utf-8")
         fsync_tree(tmp / MLX_DIR)
         fsync_tree(tmp)
+        checkpoint("version.fsynced")
         # A folder of this name can only be a leftover of a killed merge whose
         # version number was never used (its journal row is the one being built).
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
+        checkpoint("version.renamed")
         fsync_folder(versions)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -21,6 +21,7 @@ from typing import Callable
 
 from ..config import Config, Paths
 from ..errors import Busy, PocketsleepError
+from ..faults import checkpoint
 from ..journal import Journal
 from ..models import resolve_model
 from .build import build_version, sweep_temporaries
@@ -81,6 +82,7 @@ def merge_if_needed(paths: Paths, config: Config, progress: Progress = lambda *a
 
 
 def _merge(paths, config, journal: Journal, progress, retry_refused) -> MergeReport:
+    checkpoint("merge.locked")
     clear_unfinished(journal, paths)
     base = resolve_model(config.model, paths)
     rows = journal.active_experts()  # read once: a sleep may add one meanwhile
@@ -97,6 +99,7 @@ def _merge(paths, config, journal: Journal, progress, retry_refused) -> MergeRep
 
     experts = [(row["id"], paths.expert_folder(row["path"])) for row in rows]
     version_id = journal.begin_version(base.spec, ids)
+    checkpoint("merge.begun")
     files = files_of(journal.version(version_id), paths)
     try:
         build_version(paths, base, experts, files.folder.name, progress)
@@ -104,6 +107,7 @@ def _merge(paths, config, journal: Journal, progress, retry_refused) -> MergeRep
 
         checks = compare(paths, base, [f for _, f in experts], files.mlx, files.gguf,
                          journal.active_probes(), progress)
+        checkpoint("merge.checked")
     except BaseException:
         # Nothing was switched: the current version is as it was. Leave no trace.
         shutil.rmtree(files.folder, ignore_errors=True)
@@ -114,6 +118,7 @@ def _merge(paths, config, journal: Journal, progress, retry_refused) -> MergeRep
         remove_dead_files(journal, paths)
         return MergeReport("refused", version_id, list(ids), checks.reasons, checks.as_dict())
     journal.switch_version(version_id, checks.as_dict(), folder_size(files.folder))
+    checkpoint("merge.switched")
     pruned = prune(journal, paths, config.keep_versions)
     return MergeReport("merged", version_id, list(ids), checks=checks.as_dict(), pruned=pruned)
 

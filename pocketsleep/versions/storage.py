@@ -16,6 +16,7 @@ import shutil
 
 from ..config import Paths
 from ..errors import ConfigError
+from ..faults import checkpoint
 from ..journal import Journal
 from ..journal.records import now
 from .layout import folder_size
@@ -34,6 +35,7 @@ def prune(journal: Journal, paths: Paths, keep: int) -> dict[str, list[int]]:
     for row in journal.unneeded_experts():
         journal.prune_expert(row["id"])
         experts.append(row["id"])
+    checkpoint("prune.journal_updated")
     remove_dead_files(journal, paths)
     return {"versions": versions, "experts": experts}
 
