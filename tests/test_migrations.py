@@ -38,6 +38,7 @@ EXPECTED = {
         ("status", "TEXT", 1, "'running'", 0),
         ("metrics", "TEXT", 0, None, 0),
         ("error", "TEXT", 0, None, 0),
+        ("kind", "TEXT", 1, "'night'", 0),
     ],
     "model_versions": [
         ("id", "INTEGER", 0, None, 1),

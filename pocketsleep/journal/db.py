@@ -213,11 +213,21 @@ class Journal:
         secure_delete overwrites the deleted rows, and the checkpoint moves that
         overwrite from the write-ahead log into the main file, so the text is gone
         from disk, not only from queries.
+
+        Probes and dreams derived from it go too, in the same transaction: their text
+        holds what was said (see `probes_about`; dreams are kept per night, so the
+        dreams of every night that learned it). Its weights are forgetting.py's job.
         """
         conversation = self.conversation(conversation_id)
         if conversation.status == "forgotten":
             return 0
         with self._write():
+            self.db.execute(f"DELETE FROM probes WHERE id IN ({_PROBES_ABOUT})",
+                            {"c": conversation_id})
+            self.db.execute(
+                "DELETE FROM dreams WHERE sleep_id IN (SELECT e.sleep_id FROM experts e"
+                " JOIN expert_sources s ON s.expert_id = e.id WHERE s.conversation_id = ?)",
+                [conversation_id])
             cur = self.db.execute(
                 "DELETE FROM messages WHERE conversation_id = ?", [conversation_id]
             )
@@ -232,17 +242,23 @@ class Journal:
 
     # -- sleeps ----------------------------------------------------------------
 
-    def sleeps(self, limit: int | None = None) -> list[Sleep]:
-        sql = "SELECT * FROM sleeps ORDER BY id DESC"
+    def sleeps(self, limit: int | None = None, kind: str | None = None) -> list[Sleep]:
+        """Newest first; `kind` picks nights, consolidations or rebuilds (m005)."""
+        sql, params = "SELECT * FROM sleeps", []
+        if kind is not None:
+            sql += " WHERE kind = ?"
+            params.append(kind)
+        sql += " ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [sleep_from_row(row) for row in self.db.query(sql)]
+        return [sleep_from_row(row) for row in self.db.query(sql, params)]
 
-    def last_sleep(self) -> Sleep | None:
-        found = self.sleeps(limit=1)
+    def last_sleep(self, kind: str | None = "night") -> Sleep | None:
+        """The last night by default (what status and `sleep --report` show)."""
+        found = self.sleeps(limit=1, kind=kind)
         return found[0] if found else None
 
-    def begin_sleep(self) -> int:
+    def begin_sleep(self, kind: str = "night") -> int:
         """Record a sleep as running. A row still 'running' from a killed sleep is
         marked interrupted first (callers hold the sleep lock, so none is live)."""
         with self._write():
@@ -250,7 +266,8 @@ class Journal:
                 "UPDATE sleeps SET status = 'interrupted', ended_at = ?,"
                 " error = 'the sleep process stopped before it finished'"
                 " WHERE status = 'running'", [now()])
-            cur = self.db.execute("INSERT INTO sleeps (started_at) VALUES (?)", [now()])
+            cur = self.db.execute("INSERT INTO sleeps (started_at, kind) VALUES (?, ?)",
+                                  [now(), kind])
         return cur.lastrowid
 
     def end_sleep(self, sleep_id: int, status: str, metrics: dict,
@@ -262,14 +279,15 @@ class Journal:
                 [status, now(), json.dumps(metrics, default=str), error, sleep_id])
 
     def accept_expert(self, sleep_id: int, level: str, path: str, config: dict,
-                      conversation_ids: Iterable[int], probes: Iterable[tuple[str, str]],
+                      conversation_ids: Iterable[int], probes: Iterable[tuple],
                       metrics: dict, learned_up_to: int | None = None) -> int:
         """Everything a successful night changes, in one transaction: the expert and
         its provenance, its probes, the conversations consolidated, the sleep done.
 
         `learned_up_to` is the last message id the night read: a conversation that
         grew while it slept (a chat open during "Sleep now") stays pending, so its new
-        turns are learned the next night instead of never."""
+        turns are learned the next night instead of never. A probe is (question,
+        answer) or (question, answer, id of the conversation it was written from)."""
         conversation_ids = list(conversation_ids)
         t = now()
         with self._write():
@@ -285,14 +303,17 @@ class Journal:
                     " AND status = 'pending' AND NOT EXISTS (SELECT 1 FROM messages"
                     " WHERE conversation_id = ? AND id > ?)",
                     [cid, cid, 2**62 if learned_up_to is None else learned_up_to])
-            for question, answer in probes:
-                self.db.execute(
-                    "INSERT INTO probes (created_at, expert_id, question, answers, kind)"
-                    " VALUES (?, ?, ?, ?, 'heldout')",
-                    [t, expert_id, question, json.dumps([answer])])
+            self._insert_probes(expert_id, probes, t)
             self.end_sleep(sleep_id, "succeeded", metrics)
             checkpoint("journal.accept_expert.before_commit")
         return expert_id
+
+    def _insert_probes(self, expert_id: int, probes: Iterable[tuple], t: str) -> None:
+        for question, answer, *source in probes:
+            self.db.execute(
+                "INSERT INTO probes (created_at, expert_id, question, answers, kind,"
+                " conversation_id) VALUES (?, ?, ?, ?, 'heldout', ?)",
+                [t, expert_id, question, json.dumps([answer]), source[0] if source else None])
 
     def last_message_id(self) -> int:
         return self._scalar("SELECT coalesce(max(id), 0) FROM messages")
@@ -369,6 +390,123 @@ class Journal:
             "SELECT * FROM experts WHERE status = 'active' ORDER BY created_at, id"
         ))
 
+    def expert_sources(self, expert_ids: Iterable[int]) -> list[int]:
+        """The conversations these experts learned from (any status), oldest first."""
+        ids = sorted(set(expert_ids))
+        return [r[0] for r in self.db.execute(
+            "SELECT DISTINCT conversation_id FROM expert_sources WHERE expert_id IN"
+            f" ({','.join('?' * len(ids))}) ORDER BY conversation_id", ids).fetchall()]
+
+    def expert_probes(self, expert_ids: Iterable[int]) -> list[dict]:
+        """The probes these experts stored: id, expert_id, question, answer,
+        conversation_id (None when unknown), kind; oldest first."""
+        ids = sorted(set(expert_ids))
+        rows = self.db.query(
+            "SELECT id, expert_id, question, answers, conversation_id, kind FROM probes"
+            f" WHERE expert_id IN ({','.join('?' * len(ids))}) ORDER BY id", ids)
+        return [_probe(r) for r in rows]
+
+    def accept_consolidation(self, sleep_id: int, level: str, path: str, config: dict,
+                             retiring: Iterable[int], probes: Iterable[tuple],
+                             metrics: dict) -> int:
+        """Everything a successful consolidation changes, in one transaction: the new
+        expert, learned from every conversation the retiring experts learned; their
+        probes, copied to it (a rollback to a version that holds them makes them
+        active again, with their own probes), plus its own; the retiring experts
+        'retired'; the consolidation done."""
+        retiring = sorted(set(retiring))
+        marks = ",".join("?" * len(retiring))
+        t = now()
+        with self._write():
+            cur = self.db.execute(
+                "INSERT INTO experts (created_at, level, path, sleep_id, config)"
+                " VALUES (?, ?, ?, ?, ?)", [t, level, path, sleep_id, json.dumps(config)])
+            expert_id = cur.lastrowid
+            self.db.execute(
+                "INSERT INTO expert_sources SELECT DISTINCT ?, conversation_id FROM"
+                f" expert_sources WHERE expert_id IN ({marks})", [expert_id, *retiring])
+            self._copy_probes(retiring, expert_id, t)
+            self._insert_probes(expert_id, probes, t)
+            cur = self.db.execute(
+                f"UPDATE experts SET status = 'retired' WHERE id IN ({marks})"
+                " AND status = 'active'", retiring)
+            if cur.rowcount != len(retiring):
+                raise JournalError("the experts to consolidate changed meanwhile (a "
+                                   "rollback?); nothing was consolidated")
+            self.end_sleep(sleep_id, "succeeded", metrics)
+        return expert_id
+
+    # -- forgetting from the weights (pocketsleep/forgetting.py) ---------------
+
+    def experts_that_learned(self, conversation_id: int) -> list[dict]:
+        """Every expert whose sources include the conversation, any status, oldest
+        first (a retired or switched-off expert's files still hold what it learned)."""
+        return list(self.db.query(
+            "SELECT e.* FROM experts e JOIN expert_sources s ON s.expert_id = e.id"
+            " WHERE s.conversation_id = ? ORDER BY e.created_at, e.id", [conversation_id]))
+
+    def probes_about(self, conversation_id: int) -> list[dict]:
+        """The probes derived from a conversation: those written from it, and those of
+        experts that learned it whose source is unknown (stored before probes named
+        their conversation; they may hold its text, so they count as its)."""
+        rows = self.db.query(
+            "SELECT id, expert_id, question, answers, conversation_id, kind FROM probes"
+            f" WHERE id IN ({_PROBES_ABOUT}) ORDER BY id", {"c": conversation_id})
+        return [_probe(r) for r in rows]
+
+    def replace_expert(self, old_id: int, sleep_id: int, path: str, config: dict,
+                       conversation_ids: Iterable[int], probes: Iterable[tuple],
+                       metrics: dict, why: str) -> int:
+        """A rebuild's result, in one transaction: the new expert (the old one's level)
+        learned from `conversation_ids`, with its own probes and the old one's probes
+        written from those conversations; the old expert and every version holding it
+        'pruned' (see drop_expert); the rebuild done."""
+        conversation_ids = sorted(set(conversation_ids))
+        t = now()
+        with self._write():
+            level = self._scalar("SELECT level FROM experts WHERE id = ?", [old_id])
+            cur = self.db.execute(
+                "INSERT INTO experts (created_at, level, path, sleep_id, config)"
+                " VALUES (?, ?, ?, ?, ?)", [t, level, path, sleep_id, json.dumps(config)])
+            expert_id = cur.lastrowid
+            for cid in conversation_ids:
+                self.db.execute("INSERT INTO expert_sources VALUES (?, ?)", [expert_id, cid])
+            self._copy_probes([old_id], expert_id, t, only=conversation_ids)
+            self._insert_probes(expert_id, probes, t)
+            self.drop_expert(old_id, why)
+            self.end_sleep(sleep_id, "succeeded", metrics)
+        return expert_id
+
+    def drop_expert(self, expert_id: int, why: str) -> list[int]:
+        """Switch an expert off for good ('pruned': its files are deleted next) and
+        prune every version holding it, noting `why`: both hold what it learned.
+        Conversations it learned that no active expert holds any more are pending
+        again (the next sleep learns them); returns those."""
+        with self._write():
+            conversations = self.expert_sources([expert_id])
+            self.db.execute("UPDATE experts SET status = 'pruned' WHERE id = ?", [expert_id])
+            self.db.execute(
+                "UPDATE model_versions SET status = 'pruned', notes = ? WHERE id IN"
+                " (SELECT version_id FROM version_experts WHERE expert_id = ?)"
+                " AND status IN ('ready', 'current', 'previous')", [why, expert_id])
+            before = self._conversation_statuses(conversations)
+            self._reopen_unheld(conversations)
+            after = self._conversation_statuses(conversations)
+        return [c for c in conversations if before[c] == "consolidated" and after[c] == "pending"]
+
+    def _copy_probes(self, from_ids: list[int], to_id: int, t: str,
+                     only: list[int] | None = None) -> None:
+        """Inside a write: copy probes to another expert (`only`: those written from
+        these conversations)."""
+        sql = ("INSERT INTO probes (created_at, conversation_id, expert_id, question, answers,"
+               " kind) SELECT ?, conversation_id, ?, question, answers, kind FROM probes"
+               f" WHERE expert_id IN ({','.join('?' * len(from_ids))})")
+        params = [t, to_id, *from_ids]
+        if only is not None:
+            sql += f" AND conversation_id IN ({','.join('?' * len(only))})"
+            params += only
+        self.db.execute(sql + " ORDER BY id", params)
+
     # -- versions of the personal model ------------------------------------------
 
     def begin_version(self, base_model: str, expert_ids: Iterable[int]) -> int:
@@ -426,13 +564,7 @@ class Journal:
                 f"SELECT DISTINCT conversation_id FROM expert_sources WHERE expert_id IN ({marks})"
                 " ORDER BY conversation_id", touched).fetchall()] if touched else []
             before = self._conversation_statuses(conversations)
-            for cid in conversations:
-                self.db.execute(
-                    "UPDATE conversations SET status = CASE WHEN EXISTS (SELECT 1 FROM"
-                    " expert_sources s JOIN experts e ON e.id = s.expert_id"
-                    " WHERE s.conversation_id = conversations.id AND e.status = 'active')"
-                    " THEN 'consolidated' ELSE 'pending' END"
-                    " WHERE id = ? AND status IN ('pending', 'consolidated')", [cid])
+            self._reopen_unheld(conversations)
             after = self._conversation_statuses(conversations)
             pending = [c for c in conversations
                        if before[c] == "consolidated" and after[c] == "pending"]
@@ -501,6 +633,17 @@ class Journal:
             f"SELECT id, status FROM conversations WHERE id IN ({','.join('?' * len(ids))})",
             ids).fetchall()}
 
+    def _reopen_unheld(self, conversation_ids: list[int]) -> None:
+        """Inside a write: a conversation stays consolidated only while an active
+        expert holds it; otherwise it is pending again."""
+        for cid in conversation_ids:
+            self.db.execute(
+                "UPDATE conversations SET status = CASE WHEN EXISTS (SELECT 1 FROM"
+                " expert_sources s JOIN experts e ON e.id = s.expert_id"
+                " WHERE s.conversation_id = conversations.id AND e.status = 'active')"
+                " THEN 'consolidated' ELSE 'pending' END"
+                " WHERE id = ? AND status IN ('pending', 'consolidated')", [cid])
+
     def _make_current(self, version_id: int) -> None:
         """Inside a write: `version_id` becomes the one current version."""
         self.db.execute("UPDATE model_versions SET status = 'previous' WHERE status = 'current'"
@@ -565,6 +708,18 @@ class Journal:
         conversation = self.conversation(conversation_id)
         if conversation.status == "forgotten":
             raise JournalError(f"conversation {conversation_id} was forgotten")
+
+
+# The ids of the probes derived from conversation :c (see Journal.probes_about).
+_PROBES_ABOUT = (
+    "SELECT id FROM probes WHERE conversation_id = :c OR (conversation_id IS NULL AND"
+    " expert_id IN (SELECT expert_id FROM expert_sources WHERE conversation_id = :c))")
+
+
+def _probe(row: dict) -> dict:
+    row = dict(row)
+    row["answer"] = json.loads(row.pop("answers"))[0]
+    return row
 
 
 def _explain_open_error(path: Path, error: sqlite3.DatabaseError, existed: bool) -> str:

@@ -228,3 +228,19 @@ def m004_versions(db: Database) -> None:
         );
         """,
     )
+
+
+@migration
+def m005_sleep_kinds(db: Database) -> None:
+    # Besides the nightly sleep, two other runs train an expert and are recorded the
+    # same way (status, metrics, error): a consolidation (nightly experts distilled
+    # into one weekly expert, weeklies into the long-term one) and a rebuild (an
+    # expert learned again without a conversation the user asked to forget). `kind`
+    # tells them apart; every earlier row was a night.
+    _statements(
+        db,
+        """
+        ALTER TABLE sleeps ADD COLUMN kind TEXT NOT NULL DEFAULT 'night'
+            CHECK (kind IN ('night', 'consolidation', 'rebuild'));
+        """,
+    )

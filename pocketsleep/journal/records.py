@@ -66,6 +66,7 @@ class Sleep:
     status: str
     metrics: dict
     error: str | None
+    kind: str = "night"  # "night" | "consolidation" | "rebuild" (see migrations.m005)
 
 
 def check_role(role: str) -> None:

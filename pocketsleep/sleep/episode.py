@@ -67,6 +67,15 @@ class Episode:
                     out.append(Exchange(m["content"].strip(), tuple(turns[:end])))
         return out
 
+    def conversation_of(self, statement: str | None) -> int | None:
+        """The conversation in which the user said `statement` (probes keep it, so
+        that `forget` finds the probes written from a conversation)."""
+        for cid, conversation in zip(self.conversation_ids, self.conversations):
+            if any(m["role"] == "user" and m["content"].strip() == statement
+                   for m in conversation):
+                return cid
+        return None
+
     def statements(self) -> list[str]:
         return [x.statement for x in self.exchanges()]
 

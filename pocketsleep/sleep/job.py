@@ -33,6 +33,30 @@ GATE_RESERVE_SECONDS = 45
 
 
 @dataclass
+class Basis:
+    """What a new expert is learned on top of, checked against and recorded as.
+
+    Tonight's sleep wears every active expert, keeps their probes and records a
+    nightly expert. A rebuild after `forget` (pocketsleep/forgetting.py) wears all
+    but the experts that learned the forgotten conversation and records, through
+    `record`, a replacement of one of them."""
+
+    wear: list[dict]  # expert rows, oldest first
+    earlier: list[tuple[str, str]]  # probes that must not become less likely
+    level: str = "nightly"
+    # (journal, sleep_id, folder name, config, probes, metrics) -> expert id
+    record: Callable[..., int] | None = None
+
+    @classmethod
+    def tonight(cls, journal: Journal) -> "Basis":
+        return cls(journal.active_experts(), journal.active_probes())
+
+
+# An expert's folder is named after its level and the sleep that made it.
+FOLDER_PREFIX = {"nightly": "night", "weekly": "weekly", "longterm": "longterm"}
+
+
+@dataclass
 class SleepReport:
     status: str  # "succeeded" | "rejected" | "nothing to learn" | "dry run"
     sleep_id: int | None = None
@@ -79,8 +103,8 @@ def run_sleep(paths: Paths, config: Config, options: SleepOptions = SleepOptions
         sleep_id = journal.begin_sleep()
         checkpoint("sleep.begun")
         try:
-            report = _consolidate(paths, config, options, journal, episode, sleep_id,
-                                  started, progress)
+            report = learn_episode(paths, config, options, journal, episode, sleep_id,
+                                   started, progress, Basis.tonight(journal))
         except BaseException as e:
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
             journal.end_sleep(sleep_id, status, {}, error=f"{type(e).__name__}: {e}"[:500])
@@ -89,7 +113,8 @@ def run_sleep(paths: Paths, config: Config, options: SleepOptions = SleepOptions
         return report
 
 
-def _consolidate(paths, config, options, journal, episode, sleep_id, started, progress):
+def learn_episode(paths, config, options, journal, episode, sleep_id, started, progress,
+                  basis: Basis):
     from ..backends import mlx_lora
     from ..backends.mlx_engine import MlxEngine
     from . import gate
@@ -98,7 +123,7 @@ def _consolidate(paths, config, options, journal, episode, sleep_id, started, pr
 
     resolved = resolve_model(config.model, paths)
     engine = MlxEngine.load(resolved, paths)
-    for row in journal.active_experts():  # the personal model as it is tonight
+    for row in basis.wear:  # the personal model as it is tonight
         mlx_lora.attach(engine.model, paths.expert_folder(row["path"]))
     io = ModelIO(engine.model, engine.tokenizer)
     # Parameter expansion: tonight's expert, zero-initialised, the rest frozen.
@@ -123,7 +148,7 @@ def _consolidate(paths, config, options, journal, episode, sleep_id, started, pr
     t = time.perf_counter()
     progress("gate", 0, 1)
     anchors = [e for e in train + heldout if e.kind == "anchor"]
-    verdict = gate.check(io, heldout, anchors, journal.active_probes(), options)
+    verdict = gate.check(io, heldout, anchors, basis.earlier, options)
     checkpoint("sleep.gated")
     if log.steps == 0:
         # Fix: with no distillation step (the budget spent before training, or no
@@ -151,33 +176,41 @@ def _consolidate(paths, config, options, journal, episode, sleep_id, started, pr
                    "lora_parameters": {"rank": options.rank, "scale": options.scale,
                                        "dropout": 0.0, "keys": list(options.keys)},
                    "base_model": resolved.spec, "sleep_id": sleep_id}
-    name = write_expert(paths, engine.model, config_json, sleep_id, resolved)
+    name = write_expert(paths, engine.model, config_json, sleep_id, resolved,
+                        FOLDER_PREFIX[basis.level])
     checkpoint("sleep.expert_written")
-    probes = [(e.question, io.decode(e.answer.tokens)) for e in heldout
-              if e.kind != "anchor" and e.answer.tokens]
-    expert_id = journal.accept_expert(sleep_id, "nightly", name, config_json,
-                                      episode.conversation_ids, dedupe(probes), metrics,
-                                      learned_up_to=episode.last_message_id)
+    # Each probe names the conversation it was written from: `forget` finds it there.
+    probes = dedupe([(e.question, io.decode(e.answer.tokens), episode.conversation_of(e.statement))
+                     for e in heldout if e.kind != "anchor" and e.answer.tokens])
+    if basis.record is not None:
+        expert_id = basis.record(journal, sleep_id, name, config_json, probes, metrics)
+    else:
+        expert_id = journal.accept_expert(sleep_id, "nightly", name, config_json,
+                                          episode.conversation_ids, probes, metrics,
+                                          learned_up_to=episode.last_message_id)
     checkpoint("sleep.accepted")
     return SleepReport("succeeded", sleep_id, expert_id, list(episode.conversation_ids),
                        metrics=metrics)
 
 
-def dedupe(probes: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def dedupe(probes: list[tuple]) -> list[tuple]:
+    """One probe per question (the first)."""
     seen, out = set(), []
-    for q, a in probes:
-        if q not in seen:
-            seen.add(q)
-            out.append((q, a))
+    for probe in probes:
+        if probe[0] not in seen:
+            seen.add(probe[0])
+            out.append(probe)
     return out
 
 
-def write_expert(paths: Paths, model, config_json: dict, sleep_id: int, resolved) -> str:
-    """Write tonight's expert atomically; return its folder name (as the journal stores it)."""
+def write_expert(paths: Paths, model, config_json: dict, sleep_id: int, resolved,
+                 prefix: str = "night") -> str:
+    """Write the trained expert atomically; return its folder name (as the journal
+    stores it): `night-0012`, or `weekly-0015` for a consolidation."""
     from ..backends import mlx_lora
 
     experts = paths.private_subdir(paths.experts)
-    name = f"night-{sleep_id:04d}"
+    name = f"{prefix}-{sleep_id:04d}"
     tmp = experts / f".tmp-{name}"
     # Fix: a failed or killed write left its temporary folder (a half-written expert
     # of the user's conversations) behind for good, as each night has its own name.

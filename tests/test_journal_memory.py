@@ -1,0 +1,144 @@
+"""The journal's record of the memory hierarchy and of forgetting: probes that name
+their conversation, consolidations (one transaction: new expert, provenance, probes
+carried over, old experts retired), and what `forget` deletes and rebuilds."""
+
+from __future__ import annotations
+
+import pytest
+
+from pocketsleep.errors import JournalError
+
+
+def night(journal, *titles: str) -> tuple[int, list[int]]:
+    """One successful night that learned a conversation per title, with one probe
+    written from each: (expert id, conversation ids)."""
+    cids = [journal.log_conversation([{"role": "user", "content": f"My {t} is Rex."}], title=t)
+            for t in titles]
+    sid = journal.begin_sleep()
+    eid = journal.accept_expert(sid, "nightly", f"night-{sid:04d}", {}, cids,
+                                [(f"Who is my {t}?", "Rex", c) for t, c in zip(titles, cids)],
+                                {})
+    return eid, cids
+
+
+def status_of(journal, table: str, row_id: int) -> str:
+    return journal.db.execute(f"SELECT status FROM {table} WHERE id = ?", [row_id]).fetchone()[0]
+
+
+def probes(journal, expert_id: int) -> list[tuple]:
+    return [(p["question"], p["answer"], p["conversation_id"])
+            for p in journal.expert_probes([expert_id])]
+
+
+def test_sleeps_have_a_kind_and_the_last_sleep_is_the_last_night(journal):
+    night(journal, "dog")
+    cid = journal.begin_sleep("consolidation")
+    assert [s.kind for s in journal.sleeps()] == ["consolidation", "night"]
+    assert journal.last_sleep().kind == "night"
+    assert journal.last_sleep(kind=None).id == cid
+    assert [s.id for s in journal.sleeps(kind="consolidation")] == [cid]
+
+
+def test_probes_name_the_conversation_they_were_written_from(journal):
+    eid, (dog, cat) = night(journal, "dog", "cat")
+    sid = journal.begin_sleep()
+    old = journal.accept_expert(sid, "nightly", "n", {}, [], [("Old style?", "yes")], {})
+    assert probes(journal, eid) == [("Who is my dog?", "Rex", dog), ("Who is my cat?", "Rex", cat)]
+    assert probes(journal, old) == [("Old style?", "yes", None)]
+    assert journal.expert_sources([eid, old]) == [dog, cat]
+
+
+def test_a_consolidation_is_one_transaction(journal):
+    e1, c1 = night(journal, "dog")
+    e2, c2 = night(journal, "cat", "bird")
+    keep, _ = night(journal, "fish")  # not consolidated: stays as it is
+    sid = journal.begin_sleep("consolidation")
+    w = journal.accept_consolidation(sid, "weekly", "weekly-0004", {"rank": 4}, [e1, e2],
+                                     [("What pets do I have?", "a dog, a cat", None)],
+                                     {"retiring": [e1, e2]})
+    assert [r["id"] for r in journal.active_experts()] == [keep, w]
+    assert status_of(journal, "experts", e1) == status_of(journal, "experts", e2) == "retired"
+    row = journal.db.execute("SELECT level, path, sleep_id FROM experts WHERE id = ?",
+                             [w]).fetchone()
+    assert row == ("weekly", "weekly-0004", sid)
+    assert journal.expert_sources([w]) == c1 + c2
+    # The retired experts' probes are carried over (theirs are kept for a rollback).
+    assert probes(journal, w) == probes(journal, e1) + probes(journal, e2) + [
+        ("What pets do I have?", "a dog, a cat", None)]
+    assert len(probes(journal, e1)) == 1
+    assert journal.sleeps(kind="consolidation")[0].status == "succeeded"
+    # The model now wears the weekly expert's probes (not the nightly ones twice) and
+    # the fish night's.
+    assert len(journal.active_probes()) == 3 + 1 + 1
+
+
+def test_a_consolidation_of_experts_no_longer_active_changes_nothing(journal):
+    e1, _ = night(journal, "dog")
+    e2, _ = night(journal, "cat")
+    journal.db.execute("UPDATE experts SET status = 'rejected' WHERE id = ?", [e2])
+    sid = journal.begin_sleep("consolidation")
+    with pytest.raises(JournalError, match="changed meanwhile"):
+        journal.accept_consolidation(sid, "weekly", "w", {}, [e1, e2], [], {})
+    assert [r["id"] for r in journal.active_experts()] == [e1]
+    assert journal.sleeps(kind="consolidation")[0].status == "running"
+
+
+def test_forget_deletes_the_probes_and_dreams_derived_from_the_conversation(journal):
+    eid, (dog, cat) = night(journal, "dog", "cat")
+    sid = journal.begin_sleep()
+    legacy = journal.accept_expert(sid, "nightly", "n", {}, [dog], [("Unknown source?", "x")], {})
+    other, _ = night(journal, "fish")
+    journal.db.execute("INSERT INTO dreams (sleep_id, kind, prompt, content) VALUES"
+                       " (1, 'qa', 'Who is my dog?', 'Rex')")
+    about = journal.probes_about(dog)
+    assert [(p["question"], p["expert_id"]) for p in about] == [
+        ("Who is my dog?", eid), ("Unknown source?", legacy)]
+    assert [e["id"] for e in journal.experts_that_learned(dog)] == [eid, legacy]
+
+    journal.forget(dog)
+    assert journal.probes_about(dog) == []
+    assert [q for q, _, _ in probes(journal, eid)] == ["Who is my cat?"]
+    assert probes(journal, other) == [("Who is my fish?", "Rex", 3)]
+    assert journal.db.execute("SELECT count(*) FROM dreams").fetchone()[0] == 0
+    # What learned it is still known: the weights are rebuilt from that.
+    assert [e["id"] for e in journal.experts_that_learned(dog)] == [eid, legacy]
+
+
+def test_replacing_an_expert_prunes_it_and_every_version_holding_it(journal):
+    eid, (dog, cat) = night(journal, "dog", "cat")
+    other, _ = night(journal, "fish")
+    v1 = journal.begin_version("default", [eid])
+    journal.switch_version(v1, {}, 1)
+    v2 = journal.begin_version("default", [eid, other])
+    journal.switch_version(v2, {}, 1)
+    journal.forget(dog)
+    sid = journal.begin_sleep("rebuild")
+    new = journal.replace_expert(eid, sid, "night-0004", {}, [cat],
+                                 [("Where does my cat sleep?", "on the sofa", cat)], {},
+                                 why="held forgotten conversation 1")
+    assert [r["id"] for r in journal.active_experts()] == [other, new]
+    assert status_of(journal, "experts", eid) == "pruned"
+    assert journal.expert_sources([new]) == [cat]
+    assert probes(journal, new) == [("Who is my cat?", "Rex", cat),
+                                    ("Where does my cat sleep?", "on the sofa", cat)]
+    assert {v.id: (v.status, v.notes) for v in journal.versions()} == {
+        v1: ("pruned", "held forgotten conversation 1"),
+        v2: ("pruned", "held forgotten conversation 1")}
+    assert journal.current_version() is None
+    assert status_of(journal, "conversations", cat) == "consolidated"
+    assert journal.sleeps(kind="rebuild")[0].status == "succeeded"
+
+
+def test_dropping_an_expert_reopens_what_no_active_expert_holds(journal):
+    eid, (dog, cat) = night(journal, "dog", "cat")
+    sid = journal.begin_sleep("consolidation")
+    w = journal.accept_consolidation(sid, "weekly", "w", {}, [eid], [], {})
+    journal.forget(dog)
+    # The retired nightly expert: pruned; its conversations are held by the weekly one.
+    assert journal.drop_expert(eid, "forgotten") == []
+    assert status_of(journal, "conversations", cat) == "consolidated"
+    # The weekly one: cat is pending again, the forgotten conversation stays forgotten.
+    assert journal.drop_expert(w, "forgotten") == [cat]
+    assert status_of(journal, "conversations", cat) == "pending"
+    assert status_of(journal, "conversations", dog) == "forgotten"
+    assert journal.active_experts() == []
