@@ -384,6 +384,10 @@ class Journal:
         return list(self.db.query(
             "SELECT * FROM experts WHERE status = ? ORDER BY created_at, id", [status]))
 
+    def expert_paths(self) -> set[str]:
+        """The folder (as stored) of every expert ever recorded, whatever its status."""
+        return {r[0] for r in self.db.execute("SELECT path FROM experts").fetchall()}
+
     def active_experts(self) -> list[dict]:
         """The experts the personal model wears (status 'active'), oldest first."""
         return list(self.db.query(

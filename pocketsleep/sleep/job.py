@@ -102,6 +102,7 @@ def run_sleep(paths: Paths, config: Config, options: SleepOptions = SleepOptions
                 "episode_tokens_estimate": episode.token_estimate()})
         sleep_id = journal.begin_sleep()
         checkpoint("sleep.begun")
+        sweep_unrecorded_experts(paths, journal, sleep_id)
         try:
             report = learn_episode(paths, config, options, journal, episode, sleep_id,
                                    started, progress, Basis.tonight(journal))
@@ -201,6 +202,27 @@ def dedupe(probes: list[tuple]) -> list[tuple]:
             seen.add(probe[0])
             out.append(probe)
     return out
+
+
+def sweep_unrecorded_experts(paths: Paths, journal: Journal, sleep_id: int) -> list[str]:
+    """Fix: a sleep killed after renaming its expert into place but before the journal
+    recorded it left a complete expert folder, trained on the user's conversations,
+    that nothing refers to: never worn, never pruned, out of `forget`'s reach, kept
+    for good (the next sleep writes under its own, new number). Remove folders named
+    after an earlier sleep (`night-0012`, `weekly-0015`) that the journal holds no
+    expert for. Callers hold the sleep lock: no other sleep is writing one."""
+    if not paths.experts.is_dir():
+        return []
+    recorded = journal.expert_paths()
+    earlier = {s.id for s in journal.sleeps() if s.id != sleep_id}
+    removed = []
+    for folder in paths.experts.iterdir():
+        prefix, _, number = folder.name.rpartition("-")
+        if (folder.is_dir() and prefix and number.isdigit() and int(number) in earlier
+                and folder.name not in recorded):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
 
 
 def write_expert(paths: Paths, model, config_json: dict, sleep_id: int, resolved,
