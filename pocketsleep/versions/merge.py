@@ -131,6 +131,9 @@ def clear_unfinished(journal: Journal, paths: Paths) -> None:
             shutil.rmtree(paths.version_folder(v.path), ignore_errors=True)
             journal.drop_version(v.id)
     sweep_temporaries(paths)
+    # Fix: a merge killed between pruning in the journal and deleting the files left
+    # them (whole versions: hundreds of MB) until the next merge that switched.
+    remove_dead_files(journal, paths)
 
 
 def catch_up(paths: Paths, config: Config, say: Callable[[str], None],
