@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pocketsleep.errors import InputError, require
 from pocketsleep.faults import checkpoint
-from pocketsleep.files import fsync_tree
+from pocketsleep.files import fsync_tree, left_by_dead_writer, temp_prefix
 
 from .gguf_file import GGUFHeader, read_header
 from .gguf_tokenizer import TokenizerFiles, build_tokenizer, check_tokenizer
@@ -114,7 +114,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "float32") -> Path
     try:
         parent.mkdir(parents=True, exist_ok=True)
         _sweep_stale_temps(out_dir)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out_dir.name), suffix=".tmp", dir=parent))
     except OSError as e:
         raise InputError(f"{out_dir}: cannot create the output folder ({e.strerror or e}); "
                          "choose a folder you can write to") from None
@@ -129,7 +129,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "float32") -> Path
         if out_dir.exists() and any(out_dir.iterdir()):
             # Swap: the old folder moves aside (rename onto an empty folder is atomic),
             # the new one takes its place, then the old one is deleted.
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
+            old = Path(tempfile.mkdtemp(prefix=temp_prefix(out_dir.name), suffix=".old",
+                                        dir=parent))
             os.rename(out_dir, old)
             os.rename(tmp, out_dir)
             shutil.rmtree(old, ignore_errors=True)
@@ -259,7 +260,11 @@ def _sweep_stale_temps(out_dir: Path, max_age_s: float = 6 * 3600) -> None:
     now = time.time()
     for p in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.*"):
         try:
-            if p.is_dir() and p.suffix in (".tmp", ".old") and now - p.stat().st_mtime > max_age_s:
+            # Fix: only old ones were swept, so a conversion killed midway left a whole
+            # model's worth of temporary weights for good (the conversion that follows
+            # is seconds later, and later runs find the cache and convert nothing).
+            if p.is_dir() and p.suffix in (".tmp", ".old") and (
+                    left_by_dead_writer(p, out_dir.name) or now - p.stat().st_mtime > max_age_s):
                 shutil.rmtree(p, ignore_errors=True)
         except OSError:
             pass

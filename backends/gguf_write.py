@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from pocketsleep.errors import InputError
-from pocketsleep.files import fsync_folder
+from pocketsleep.files import fsync_folder, left_by_dead_writer, temp_prefix
 from pocketsleep.faults import checkpoint
 
 # A temporary file older than this was left by an export that was killed.
@@ -124,7 +124,8 @@ def write_gguf(
     sweep_stale_temps(out)
     check_space(out.parent, estimate, out)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(out.name), suffix=".tmp",
+                                        dir=out.parent)
         os.close(fd)
     except OSError as e:
         raise _write_error(out, e) from None
@@ -195,7 +196,10 @@ def sweep_stale_temps(out: Path) -> None:
     now = time.time()
     for p in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
         try:
-            if p.is_file() and now - p.stat().st_mtime > STALE_TEMP_S:
+            # Fix: a killed writer's temporary (as big as the model) is swept at once,
+            # not only once it is hours old.
+            if p.is_file() and (left_by_dead_writer(p, out.name)
+                                or now - p.stat().st_mtime > STALE_TEMP_S):
                 p.unlink()
         except OSError:
             pass

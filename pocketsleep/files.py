@@ -44,6 +44,27 @@ def write_file_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     fsync_folder(path.parent)
 
 
+def temp_prefix(name: str) -> str:
+    """The start of a temporary sibling's name for `name`, carrying the writer's pid:
+    `.model.gguf.4242-` (tempfile adds random characters and the suffix)."""
+    return f".{name}.{os.getpid()}-"
+
+
+def left_by_dead_writer(temp: Path, name: str) -> bool:
+    """Was `temp` (named by temp_prefix(name)) left by a process that no longer runs
+    (killed mid-write)? Then it can go at once; a live writer's is never touched."""
+    head = temp.name[len(name) + 2:].split("-", 1)[0] if temp.name.startswith(f".{name}.") else ""
+    if not head.isdigit():
+        return False
+    try:
+        os.kill(int(head), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, under another user
+        return False
+    return False
+
+
 def fsync_tree(folder: Path) -> None:
     """Flush every file in `folder` and the folder itself, before it is renamed into
     place: a crash must not promote a folder whose files are still in the page cache."""
