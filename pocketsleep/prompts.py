@@ -94,7 +94,7 @@ ANCHOR_PROMPTS = (
     "Why do we need to drink water?",
     "What season comes after winter?",
     # Longer writing, so that general prose is anchored too (never about the user, and
-    # never the gate's own GENERAL_TEXT topic).
+    # never one of the gate's GATE_TEXTS topics).
     "Write a paragraph about a busy market in the morning.",
     "Describe how bread is made.",
     "Write a short story about a lighthouse keeper.",
@@ -105,7 +105,7 @@ ANCHOR_PROMPTS = (
     "Describe what happens at a train station.",
 )
 
-# Fixed text for a general perplexity figure (the gate's drift check).
+# How the evaluation frames a memory suite's general text for its perplexity figure.
 GENERAL_TEXT_PROMPT = "Write a paragraph about a river valley."
 
 
@@ -117,11 +117,25 @@ def teacher_view(turns: Sequence[dict], question: str) -> list[dict]:
     return with_system([*turns, {"role": "user", "content": question}])
 
 
-# A neutral paragraph whose perplexity must not rise overnight (the gate's check that
-# general language survives). Not about any user.
-GENERAL_TEXT = (
-    "The river rises in the hills to the north and flows south through farmland before "
-    "it reaches the sea. In spring the water is high and fast, and in late summer it is "
-    "slow and shallow. Farmers along its banks grow wheat and potatoes, and a railway "
-    "line follows the valley, where small towns grew up around the stations."
+# Neutral paragraphs whose perplexity must not rise overnight: the gate's check that
+# general language survives. Never trained on, not about any user, and not the memory
+# suite's own general text (the evaluation measures that one independently). Three
+# topics: on one short paragraph the figure moved by several percent between equally
+# good experts.
+GATE_TEXTS = (
+    ("Write a paragraph about a mountain village.",
+     "The village sits on a slope above a narrow lake, with a church, a bakery and a "
+     "school for the children of the farms around it. In winter the road over the pass "
+     "is closed, and the people who live there store wood and food for the cold months. "
+     "In summer walkers arrive to climb the peaks and swim in the lake."),
+    ("Describe how a library works.",
+     "A library lends books to anyone who has a card. Each book has a number on its "
+     "spine that tells the staff where it belongs on the shelves, so that it can be "
+     "found again. Most libraries also have computers, newspapers and quiet rooms for "
+     "study, and many run reading groups for children and adults."),
+    ("Write a paragraph about the weather in spring.",
+     "In spring the days grow longer and the air becomes warmer, although cold nights "
+     "and sudden showers are common. Trees put out new leaves, flowers open in the "
+     "fields, and birds return from the south to build their nests. Farmers plant "
+     "their crops, hoping that the late frosts are over."),
 )

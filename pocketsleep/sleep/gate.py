@@ -55,8 +55,9 @@ def _mean(xs) -> float | None:
 def measure(io: ModelIO, heldout: list[Example], anchors: list[Example],
             earlier: list[tuple[str, str]]) -> dict:
     """Everything the gate looks at, for the model as it is now."""
-    general = io.text_ids(prompts.GENERAL_TEXT)
-    general_lp = mean_answer_logprob(io, prompts.closed_book(prompts.GENERAL_TEXT_PROMPT), general)
+    general_lp = float(np.mean([
+        mean_answer_logprob(io, prompts.closed_book(request), io.text_ids(text))
+        for request, text in prompts.GATE_TEXTS]))
     return {
         "heldout_logprob": _mean(mean_answer_logprob(io, e.student_messages, e.answer.answer_ids)
                                  for e in heldout if e.kind != "anchor"),
