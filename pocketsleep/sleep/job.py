@@ -130,12 +130,10 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     # Parameter expansion: tonight's expert, zero-initialised, the rest frozen.
     mlx_lora.add_trainable_expert(engine.model, options.num_layers, list(options.keys),
                                   options.rank, options.scale, seed=options.seed)
-    checkpoint("sleep.model_loaded")
     timings = {}
     t = time.perf_counter()
     teacher = Teacher(io, options)
     train, heldout = build_examples(io, teacher, episode, options, progress)
-    checkpoint("sleep.self_studied")
     timings["self_study"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -150,7 +148,6 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     progress("gate", 0, 1)
     anchors = [e for e in train + heldout if e.kind == "anchor"]
     verdict = gate.check(io, heldout, anchors, basis.earlier, options)
-    checkpoint("sleep.gated")
     if log.steps == 0:
         # Fix: with no distillation step (the budget spent before training, or no
         # examples) the expert is all zeros, yet the gate could pass it (nothing drifts,
