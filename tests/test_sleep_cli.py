@@ -129,6 +129,10 @@ def test_a_gate_rejection_exits_3_with_the_reason(capsys, home, journal, monkeyp
     assert out.startswith("Sleep #1: rejected, ")
     assert "  why: generic answers drifted" in out
 
+    # The same exit code with --json, and the JSON alone on stdout.
+    code, out, _ = run(capsys, "sleep", "--json")
+    assert code == 3 and json.loads(out)["status"] == "rejected"
+
 
 @pytest.mark.parametrize("budget", ["soon", "0", "-5m", "m"])
 def test_an_unreadable_budget_is_a_one_line_error(capsys, home, journal, budget):

@@ -86,6 +86,8 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
     if as_json:
         out = {**report.__dict__, "merge": merged.__dict__ if merged else None}
         click.echo(json.dumps(out, indent=2, default=str))
+        if report.status == "rejected":
+            raise SystemExit(3)  # as without --json: scripts can tell a rejected night
         return
     if report.status == "nothing to learn":
         click.echo("Nothing to learn: no pending conversations (private ones are skipped).")
