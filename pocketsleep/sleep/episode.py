@@ -9,6 +9,11 @@ from ..journal import Journal
 
 # A message worth questions has a few words at least ("ok thanks" has nothing to learn).
 MIN_STATEMENT_WORDS = 4
+# Fix: a message is learned from its first 4,000 characters (about 1,000 tokens; the
+# journal keeps it whole). A pasted 1 MB message (~750,000 tokens) made the teacher
+# read all of it for every question: the night ran for hours, and again every night,
+# since its conversation stays pending until a night succeeds.
+MAX_MESSAGE_CHARS = 4_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,13 @@ class Episode:
             dates=tuple(c.started_at[:10] for c in pending),
             last_message_id=last,
         )
+
+    def __post_init__(self):
+        # However the episode is made, the model sees long messages cut.
+        object.__setattr__(self, "conversations", tuple(
+            tuple(m if len(m["content"]) <= MAX_MESSAGE_CHARS
+                  else {**m, "content": m["content"][:MAX_MESSAGE_CHARS]} for m in c)
+            for c in self.conversations))
 
     @property
     def empty(self) -> bool:
