@@ -45,6 +45,12 @@ class Config:
     # How many earlier versions of the personal model to keep for rollback, besides
     # the current one; older ones (and the experts only they used) are deleted.
     keep_versions: int = 2
+    # Continuum memory: after this many nightly experts, they are consolidated into
+    # one weekly expert (and retired); after this many weekly experts, they are
+    # consolidated, with the long-term expert if there is one, into a new long-term
+    # expert. At most nightly_window - 1 + weekly_window - 1 + 1 experts stay active.
+    nightly_window: int = 7
+    weekly_window: int = 4
 
 
 def default_home() -> Path:

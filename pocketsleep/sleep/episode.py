@@ -53,6 +53,18 @@ class Episode:
             last_message_id=last,
         )
 
+    @classmethod
+    def of(cls, journal: Journal, conversation_ids) -> "Episode":
+        """Given conversations as an episode, leaving out forgotten ones (their text is
+        gone): what a consolidation or a rebuild after `forget` learns from again."""
+        kept = [c for c in (journal.conversation(cid) for cid in conversation_ids)
+                if c.status != "forgotten"]
+        return cls(
+            conversation_ids=tuple(c.id for c in kept),
+            conversations=tuple(tuple(journal.turns(c.id)) for c in kept),
+            dates=tuple(c.started_at[:10] for c in kept),
+        )
+
     def __post_init__(self):
         # However the episode is made, the model sees long messages cut.
         object.__setattr__(self, "conversations", tuple(

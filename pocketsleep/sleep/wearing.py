@@ -1,0 +1,92 @@
+"""A model that can switch some of the experts it wears on and off, and the
+consolidation's teacher: the personal model wearing the experts being consolidated.
+
+In a night's sleep the teacher is the model with the day's conversation in its
+context. In a consolidation the knowledge is in experts, not in a context: the
+teacher is the same model with those experts switched on, asked closed-book, and
+the student is the model with them switched off plus the new expert. Switching is
+done through the scale ExpertStack keeps with every frozen expert, so one copy of
+the weights serves as teacher and student.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..backends import mlx_lora
+from ..backends.mlx_lora import ExpertStack, without_trainable_expert
+from .options import SleepOptions
+from .sampling import Generated
+from .selfstudy import ModelIO, Teacher
+
+
+class ExpertSwitch:
+    """Experts attached to a model that can be switched off and on together."""
+
+    def __init__(self):
+        self._entries: list[tuple[ExpertStack, int, float]] = []  # (layer, index, scale)
+
+    def attach(self, model, folder: Path) -> None:
+        """Attach an expert (mlx_lora.attach) and remember where it went."""
+        before = {id(m): len(m.experts) for _, m in model.named_modules()
+                  if isinstance(m, ExpertStack)}
+        mlx_lora.attach(model, folder)
+        for _, m in model.named_modules():
+            if isinstance(m, ExpertStack):
+                for i in range(before.get(id(m), 0), len(m.experts)):
+                    self._entries.append((m, i, m.experts[i][2]))
+
+    def set(self, on: bool) -> None:
+        for stack, i, scale in self._entries:
+            a, b, _ = stack.experts[i]
+            stack.experts[i] = (a, b, scale if on else 0.0)
+
+    @contextmanager
+    def on(self):
+        """Switched on inside the block, off again after it."""
+        self.set(True)
+        try:
+            yield
+        finally:
+            self.set(False)
+
+
+class _Wearing:
+    """The model, called with the switched experts on (for `teacher_logprobs`,
+    which calls `teacher.io.model(...)`). MLX builds the computation when the
+    model is called, so the scales in force at the call are the ones used."""
+
+    def __init__(self, model, switch: ExpertSwitch):
+        self._model, self._switch = model, switch
+
+    def __call__(self, *args, **kwargs):
+        with self._switch.on():
+            return self._model(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+class WearingTeacher(Teacher):
+    """The personal model as it is now (the experts being consolidated on, the new
+    expert off), answering closed-book. `distill` uses it like a night's teacher:
+    `answer_many` for the off-policy targets, `teacher_logprobs(teacher, ...)` for
+    the on-policy ones."""
+
+    def __init__(self, io: ModelIO, switch: ExpertSwitch, options: SleepOptions):
+        super().__init__(ModelIO(_Wearing(io.model, switch), io.tokenizer), options)
+        self.student_io = io
+        self.switch = switch
+
+    @contextmanager
+    def wearing(self):
+        """The teacher's state on the real model, for code that takes the model itself."""
+        with self.switch.on(), without_trainable_expert(self.student_io.model):
+            yield self.student_io
+
+    def answer_many(self, conversations: list[list[dict]], temperatures: list[float],
+                    seed: int) -> list[Generated]:
+        with self.wearing():
+            return Teacher(self.student_io, self.options).answer_many(
+                conversations, temperatures, seed)

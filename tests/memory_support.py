@@ -1,0 +1,74 @@
+"""Shared pieces of the memory-hierarchy and forgetting tests: nights of distinct
+facts slept for real on a tiny random model, and the stored-probe measure.
+
+A random model writes no usable questions and grounds no answers, so self-study is
+made learnable as in sleep_support.learnable_self_study, with one question per
+statement that names the statement's own key word: every night's probes are then
+different questions (the same question every night would make every probe the
+same one)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sleep_support import FAST
+
+from pocketsleep import prompts
+
+# Nights learn a lot in few steps (lr ten times the default), on-policy terms off
+# for speed; half of each night's questions are held out and stored as probes.
+NIGHT = FAST.but(steps=6, learning_rate=3e-3, on_policy=False, lti=False,
+                 heldout_fraction=0.5)
+# Consolidations learn several nights at once: gentler, bigger batches.
+CONSOLIDATE = NIGHT.but(steps=10, learning_rate=1e-3, batch_size=4, gate=True)
+
+
+def learnable_questions(monkeypatch) -> None:
+    from pocketsleep.sleep import selfstudy
+
+    def write_questions(io, statements, n, seed):
+        return [[f"What did I say about {s.split()[1]} {s.split()[2]}?"] for s in statements]
+
+    monkeypatch.setattr(selfstudy, "write_questions", write_questions)
+    monkeypatch.setattr(selfstudy, "grounded", lambda *a: True)
+    monkeypatch.setattr(selfstudy, "usable_answer", lambda *a: True)
+
+
+def day(n: int) -> list[dict]:
+    """Night n's conversation: two facts nobody else has ("pet n3", "car n3")."""
+    return [{"role": "user", "content": f"My pet n{n} is called Rex{n} and lives in Lisbon."},
+            {"role": "assistant", "content": "Nice."},
+            {"role": "user", "content": f"My car n{n} is blue{n} and has four wheels."}]
+
+
+def sleep_night(paths, config, n: int, options=NIGHT) -> int:
+    """Log night n's conversation and sleep; returns the conversation id."""
+    from pocketsleep.journal import Journal
+    from pocketsleep.sleep import run_sleep
+
+    with Journal.open(paths.journal) as journal:
+        cid = journal.log_conversation(day(n), title=f"night {n}")
+    report = run_sleep(paths, config, options)
+    assert report.status == "succeeded", report.reasons
+    return cid
+
+
+def soft_recall(paths, config, probes: list[tuple[str, str]], experts=None) -> list[float]:
+    """Per probe, exp(mean log-prob of its answer), closed-book, for base + the given
+    expert rows (default: the active ones): the stored-probe measure for a random
+    model, whose greedy answers never contain anything."""
+    from pocketsleep.backends.mlx_engine import MlxEngine
+    from pocketsleep.journal import Journal
+    from pocketsleep.models import resolve_model
+
+    if experts is None:
+        with Journal.open(paths.journal) as journal:
+            experts = journal.active_experts()
+    engine = MlxEngine.load(resolve_model(config.model, paths), paths)
+    try:
+        for row in experts:
+            engine.attach_expert(paths.expert_folder(row["path"]))
+        return [float(np.exp(np.mean(engine.score(prompts.closed_book(q), a))))
+                for q, a in probes]
+    finally:
+        engine.close()
