@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import asdict
 
 import click
 
@@ -52,9 +53,12 @@ class ProgressLine:
 @click.option("--verbose", "-v", is_flag=True, help="Print every progress step.")
 @click.option("--no-merge", is_flag=True,
               help="Do not merge tonight's expert into a new version of the personal model.")
+@click.option("--consolidate-now", is_flag=True,
+              help="Consolidate the nightly experts into a weekly one now, whatever the "
+                   "window (to try it by hand).")
 @click.pass_obj
 def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_gate,
-            as_json, verbose, no_merge) -> None:
+            as_json, verbose, no_merge, consolidate_now) -> None:
     """Learn the pending conversations into a new LoRA expert (knowledge seeding).
 
     Private conversations are never learned from. If the gate rejects tonight's
@@ -76,7 +80,9 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
     merged = None
     try:
         report = run_sleep(obj.paths, obj.config, options, progress, dry_run=dry_run)
-        if report.status == "succeeded" and not no_merge:
+        # Continuum memory, at the end of the night and before the merge.
+        memory = consolidate(obj, report, options, progress, consolidate_now)
+        if (report.status == "succeeded" or memory.consolidated) and not no_merge:
             # The morning merge: tonight's expert joins the others in a new version.
             from ..versions import merge_if_needed
 
@@ -84,13 +90,15 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
     finally:
         progress.done()
     if as_json:
-        out = {**report.__dict__, "merge": merged.__dict__ if merged else None}
+        out = {**report.__dict__, "consolidation": asdict(memory),
+               "merge": merged.__dict__ if merged else None}
         click.echo(json.dumps(out, indent=2, default=str))
         if report.status == "rejected":
             raise SystemExit(3)  # as without --json: scripts can tell a rejected night
         return
     if report.status == "nothing to learn":
         click.echo("Nothing to learn: no pending conversations (private ones are skipped).")
+        tell(memory, merged)
     elif report.status == "dry run":
         m = report.metrics
         click.echo(f"Would learn from {len(report.conversations)} conversations "
@@ -98,13 +106,31 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
     elif report.status == "succeeded":
         click.echo(f"Slept in {report.seconds:.0f} s: learned {len(report.conversations)} "
                    f"conversations into expert {report.expert_id}.")
-        if merged is not None:
-            click.echo(merged.summary())
+        tell(memory, merged)
     else:
         click.echo(f"Slept in {report.seconds:.0f} s, but the gate rejected tonight's expert: "
                    + "; ".join(report.reasons)
                    + ". The conversations stay pending.")
+        tell(memory, merged)
         raise SystemExit(3)
+
+
+def consolidate(obj: CliContext, report, options: SleepOptions, progress, force: bool):
+    """Consolidate the experts whose window expired (with --consolidate-now, the
+    nightly ones, however few), with the night's options."""
+    from ..sleep.consolidate import ConsolidationReport, consolidate_if_due
+
+    if report.status == "dry run":
+        return ConsolidationReport()
+    return consolidate_if_due(obj.paths, obj.config, progress, options, force=force)
+
+
+def tell(memory, merged) -> None:
+    """What the end of the night did: consolidations, then the merge."""
+    if memory.summary():
+        click.echo(memory.summary())
+    if merged is not None:
+        click.echo(merged.summary())
 
 
 def print_report(obj: CliContext, as_json: bool) -> None:

@@ -1,7 +1,7 @@
 """The nightly job: what the schedule runs, as a short sequence of steps.
 
     record the run  →  anything pending?  →  on battery?  →  wait for open chats
-    to close  →  sleep  →  morning merge  →  record the outcome
+    to close  →  sleep  →  consolidate expired experts  →  morning merge  →  record
 
 Every run leaves one `nightly_runs` row: slept, rejected (the gate said no; the
 conversations stay pending), skipped (with the reason: nothing pending, on battery,
@@ -99,8 +99,29 @@ def _steps(night: Night, chat_wait: float) -> Outcome:
         # The morning merge follows a night that learned something, inside the chat
         # lock, so no chat loads the model while it is replaced.
         if outcome.outcome == "slept":
+            outcome = consolidate(night, outcome)
             outcome = morning_merge(night, outcome)
         return outcome
+
+
+def consolidate(night: Night, slept: Outcome) -> Outcome:
+    """Continuum memory: experts whose window expired become one slower expert,
+    before the merge. A consolidation that fails or is rejected does not undo the
+    night: the experts stay as they are, and a later night tries again."""
+    from ..sleep.consolidate import consolidate_if_due
+
+    try:
+        report = consolidate_if_due(night.paths, night.config, _progress_to(night.log))
+    except Exception as e:
+        night.log.exception("consolidation failed")
+        return Outcome(slept.outcome, f"{slept.detail}; consolidation failed: {_failure(e)}",
+                       slept.sleep_id)
+    if report.summary() is None:
+        return slept
+    night.log.info("consolidation: %s", report.summary())
+    done = "; ".join(f"{r.into} expert {r.expert_id}" if r.status == "consolidated"
+                     else f"{r.into} consolidation rejected" for r in report.runs)
+    return Outcome(slept.outcome, f"{slept.detail}; {done or report.note}", slept.sleep_id)
 
 
 def morning_merge(night: Night, slept: Outcome) -> Outcome:
