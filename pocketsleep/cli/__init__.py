@@ -6,7 +6,9 @@ errors into one clean line at the edge (`main`).
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 import sys
 
 import click
@@ -67,6 +69,24 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
+    except sqlite3.DatabaseError as e:
+        # Fix: a journal damaged mid-file (its header intact, so it opens), a full disk
+        # or a long-held write lock surfaced as a traceback from the first query that
+        # touched it. Not a bug in pocketsleep: one line saying what to do.
+        from ..config import Paths
+        from ..journal.db import explain_database_error
+
+        click.echo(f"pocketsleep: error: {explain_database_error(Paths.resolve().journal, e)}",
+                   err=True)
+        return 1
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Fix: a full disk (a lock file, an expert, a log line) was a traceback.
+        where = f" writing {e.filename}" if e.filename else ""
+        click.echo(f"pocketsleep: error: the disk is full{where}; free some space and run "
+                   "the command again", err=True)
+        return 1
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130

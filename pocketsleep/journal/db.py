@@ -21,6 +21,7 @@ from sqlite_utils import Database
 from ..config import PRIVATE_FILE_MODE
 from ..errors import JournalError
 from ..faults import checkpoint
+from ..text import require_utf8
 from .migrations import migrate
 from .records import (  # noqa: F401  (ROLES and the records are part of this module's API)
     ROLES, Conversation, Message, ModelVersion, NightlyRun, Sleep, check_role,
@@ -82,6 +83,7 @@ class Journal:
     def start_conversation(
         self, title: str | None = None, private: bool = False, source: str = "chat"
     ) -> int:
+        require_utf8(title, "the title")
         t = now()
         with self._write():
             cur = self.db.execute(
@@ -103,6 +105,7 @@ class Journal:
     ) -> int:
         """Record one turn; it is on disk when this returns."""
         check_role(role)
+        require_utf8(content, "the message")
         t = now()
         with self._write():
             self._require_open_conversation(conversation_id)
@@ -126,8 +129,10 @@ class Journal:
     ) -> int:
         """Store a whole conversation at once: all of it, or nothing."""
         messages = list(messages)
-        for m in messages:
+        require_utf8(title, "the title")
+        for i, m in enumerate(messages, 1):
             check_role(m["role"])
+            require_utf8(m["content"], f"message {i}")
         t = now()
         with self._write():
             cur = self.db.execute(
@@ -193,6 +198,7 @@ class Journal:
         return [c for c in self.conversations(status="pending") if not c.private]
 
     def rename(self, conversation_id: int, title: str) -> None:
+        require_utf8(title, "the title")
         self._require_open_conversation(conversation_id)
         with self._write():
             self.db.execute(
@@ -305,7 +311,6 @@ class Journal:
                     [cid, cid, 2**62 if learned_up_to is None else learned_up_to])
             self._insert_probes(expert_id, probes, t)
             self.end_sleep(sleep_id, "succeeded", metrics)
-            checkpoint("journal.accept_expert.before_commit")
         return expert_id
 
     def _insert_probes(self, expert_id: int, probes: Iterable[tuple], t: str) -> None:
@@ -738,6 +743,26 @@ def _explain_open_error(path: Path, error: sqlite3.DatabaseError, existed: bool)
             f"cannot write the journal {path} ({text}); check the permissions of the "
             "data home or set POCKETSLEEP_HOME to a writable folder"
         )
-    if not existed and "disk" in text:
-        return f"cannot create the journal {path} ({text}); free some disk space"
+    if "disk" in text:
+        # A full disk: SQLite cannot create the journal's shared-memory file, and says
+        # "disk I/O error".
+        return (f"cannot {'open' if existed else 'create'} the journal {path} ({text}); "
+                "is the disk full? Free some space and run the command again")
     return f"cannot open the journal {path} ({text})"
+
+
+def explain_database_error(path: Path, error: sqlite3.DatabaseError) -> str:
+    """One line for a journal that failed after it opened: damaged pages (a disk
+    fault, a copy cut short), a full disk, a writer holding it too long."""
+    text = str(error)
+    if "malformed" in text or "not a database" in text:
+        return (f"the journal {path} is damaged ({text}); keep a copy of it, then rescue "
+                f"what it holds with the sqlite3 tool (sqlite3 {path} .recover > rescued.sql) "
+                "or restore it from a backup")
+    if "full" in text:
+        return (f"cannot write the journal {path}: the disk is full; nothing was half-written. "
+                "Free some space and run the command again")
+    if "locked" in text or "busy" in text:
+        return (f"the journal {path} is busy (another pocketsleep is writing to it); "
+                "try again in a moment")
+    return f"the journal {path} failed ({text})"
