@@ -7,6 +7,7 @@ import click
 from ..errors import InputError
 from ..files import read_json
 from ..journal.db import ROLES
+from ..text import require_utf8
 from .context import CliContext
 
 
@@ -32,6 +33,7 @@ def read_conversation(path: str) -> list[dict]:
             )
         if not isinstance(m.get("content"), str):
             raise InputError(f"{name}: message {i} has no text 'content'")
+        require_utf8(m["content"], f"{name}: message {i}")
     return [{"role": m["role"], "content": m["content"]} for m in data]
 
 
