@@ -110,6 +110,13 @@ class LlamaCppEngine(Engine):
                 text = chunk["choices"][0]["delta"].get("content")
                 if text:
                     yield text
+        except ValueError as e:
+            if "context window" not in str(e):
+                raise
+            # Fix: a prompt longer than the context (a pasted 1 MB message) was a
+            # traceback in `ask`.
+            raise InputError(f"too long for the model's context: {e}; shorten the "
+                             "message (or start a new conversation)") from None
         finally:
             chunks.close()
 

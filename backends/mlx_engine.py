@@ -56,6 +56,16 @@ def mlx_folder(resolved: ResolvedModel, paths: Paths, dtype: str) -> Path:
     return folder
 
 
+def damaged(folder: Path, resolved: ResolvedModel, paths: Paths) -> str:
+    """What to do about a damaged MLX folder, by what it is."""
+    if resolved.format == "gguf":
+        return f"its weights are damaged; delete {folder} and it is converted again"
+    if paths.versions in folder.parents:
+        return (f"this version of your personal model is damaged; delete {folder} and "
+                "it is merged again (or roll back: pocketsleep models rollback)")
+    return "its weights are damaged; copy or download the model again"
+
+
 class MlxEngine(Engine):
     name = "mlx"
 
@@ -78,6 +88,12 @@ class MlxEngine(Engine):
             model, tokenizer = mlx_lm_load(str(folder))
         except (ValueError, FileNotFoundError, KeyError) as e:
             raise InputError(f"cannot load the MLX model in {folder} ({e})") from None
+        except RuntimeError as e:
+            if "safetensors" not in str(e):
+                raise
+            # Fix: a damaged weights file (a disk fault, a copy cut short) was a traceback.
+            raise InputError(f"cannot load the MLX model in {folder}: "
+                             f"{damaged(folder, resolved, paths)} ({e})") from None
         if resolved.format == "mlx":
             model.set_dtype(getattr(mx, dtype))
         model.eval()
@@ -96,8 +112,17 @@ class MlxEngine(Engine):
         if options.seed is not None:
             mx.random.seed(options.seed)
         sampler = make_sampler(temp=options.temperature, top_p=options.top_p)
+        prompt = self.prompt_tokens(messages)
+        limit = getattr(getattr(self.model, "args", None), "max_position_embeddings", None)
+        if limit and len(prompt) > limit:
+            # Fix: MLX has no hard limit, so a prompt far past the model's context (a
+            # pasted 1 MB message: ~750k tokens) ran for hours, memory growing, instead
+            # of failing the way llama.cpp does.
+            raise InputError(f"too long for the model's context: the prompt has {len(prompt)} "
+                             f"tokens, the model reads at most {limit}; shorten the message "
+                             "(or start a new conversation)")
         for response in stream_generate(
-            self.model, self.tokenizer, self.prompt_tokens(messages),
+            self.model, self.tokenizer, prompt,
             max_tokens=options.max_tokens, sampler=sampler,
         ):
             if response.text:
