@@ -9,6 +9,8 @@ from dataclasses import asdict
 
 import click
 
+from ..errors import PocketsleepError
+from ..text import printable
 from ..sleep.options import ABLATIONS, SleepOptions, parse_budget
 from .context import CliContext
 
@@ -77,7 +79,7 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
     if no_gate:
         options = options.but(gate=False)
     progress = ProgressLine(verbose)
-    merged = None
+    merged = merge_failed = None
     try:
         report = run_sleep(obj.paths, obj.config, options, progress, dry_run=dry_run)
         # Continuum memory, at the end of the night and before the merge.
@@ -86,15 +88,25 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
             # The morning merge: tonight's expert joins the others in a new version.
             from ..versions import merge_if_needed
 
-            merged = merge_if_needed(obj.paths, obj.config, progress)
+            try:
+                merged = merge_if_needed(obj.paths, obj.config, progress)
+            except PocketsleepError as e:
+                # Fix: a merge that could not run (a full disk, say) printed only its
+                # error, hiding that the night itself was learned and kept.
+                merge_failed = PocketsleepError(
+                    f"the morning merge failed: {e}. Tonight's expert is kept; until a "
+                    "merge succeeds the assistant wears it unfused (same answers, slower)")
     finally:
         progress.done()
     if as_json:
         out = {**report.__dict__, "consolidation": asdict(memory),
-               "merge": merged.__dict__ if merged else None}
+               "merge": merged.__dict__ if merged else None,
+               "merge_error": str(merge_failed) if merge_failed else None}
         click.echo(json.dumps(out, indent=2, default=str))
         if report.status == "rejected":
             raise SystemExit(3)  # as without --json: scripts can tell a rejected night
+        if merge_failed:
+            raise merge_failed
         return
     if report.status == "nothing to learn":
         click.echo("Nothing to learn: no pending conversations (private ones are skipped).")
@@ -107,6 +119,8 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
         click.echo(f"Slept in {report.seconds:.0f} s: learned {len(report.conversations)} "
                    f"conversations into expert {report.expert_id}.")
         tell(memory, merged)
+        if merge_failed:
+            raise merge_failed
     else:
         click.echo(f"Slept in {report.seconds:.0f} s, but the gate rejected tonight's expert: "
                    + "; ".join(report.reasons)
@@ -144,7 +158,7 @@ def print_report(obj: CliContext, as_json: bool) -> None:
     m = last.metrics
     click.echo(f"Sleep #{last.id}: {last.status}, {last.started_at} → {last.ended_at or '…'}")
     if last.error:
-        click.echo(f"  why: {last.error}")
+        click.echo(f"  why: {printable(last.error)}")
     if m:
         secs = m.get("seconds", {})
         click.echo(f"  conversations: {m.get('conversations')}")

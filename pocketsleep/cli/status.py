@@ -9,6 +9,7 @@ import click
 
 from .. import __version__
 from ..tui.info import personal_model_version
+from ..text import printable
 from ..versions.storage import disk_use
 from .context import CliContext
 
@@ -90,4 +91,6 @@ def command(obj: CliContext, as_json: bool) -> None:
                                if k not in ("total", "other") and v)),
     ]
     for key, value in rows:
-        click.echo(f"{key:<14} {value}")
+        # The last sleep's error (it can quote a path or a model's text) is shown,
+        # never obeyed by the terminal.
+        click.echo(printable(f"{key:<14} {value}"))
