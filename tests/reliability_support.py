@@ -99,6 +99,8 @@ def integrity(journal_file: Path) -> str:
     conn = sqlite3.connect(journal_file)
     try:
         return "; ".join(r[0] for r in conn.execute("PRAGMA integrity_check"))
+    except sqlite3.DatabaseError as e:  # too damaged to even check
+        return str(e)
     finally:
         conn.close()
 

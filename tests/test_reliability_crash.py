@@ -51,17 +51,14 @@ SLEEP_POINTS = [
     ("expert.fsynced", "pending"),          # whole, but not renamed into place
     ("sleep.expert_written", "pending"),    # renamed into place, not recorded
     ("journal.accept_expert.midway", "pending"),         # inside the night's transaction
-    ("journal.accept_expert.before_commit", "pending"),
     ("sleep.accepted", "learned"),          # recorded; the merge has not started
 ]
 MERGE_POINTS = [
-    ("merge.locked", "learned"),
     ("merge.begun", "learned"),             # version row 'ready'
     ("version.base_ready", "learned"),
     ("version.mlx_fused", "learned"),       # the MLX copy written, the GGUF not yet
     ("gguf.tensor@4", "learned"),           # inside the version's GGUF, mid-file
     ("version.gguf_written", "learned"),
-    ("version.fsynced", "learned"),
     ("version.renamed", "learned"),         # folder in place, not checked
     ("merge.checked", "learned"),           # checked, not switched
     ("journal.switch_version.before_commit", "learned"),

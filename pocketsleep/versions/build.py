@@ -62,7 +62,6 @@ def build_version(paths: Paths, base: ResolvedModel, experts: Sequence[tuple[int
                                     encoding="utf-8")
         fsync_tree(tmp / MLX_DIR)
         fsync_tree(tmp)
-        checkpoint("version.fsynced")
         # A folder of this name can only be a leftover of a killed merge whose
         # version number was never used (its journal row is the one being built).
         shutil.rmtree(final, ignore_errors=True)

@@ -82,7 +82,6 @@ def merge_if_needed(paths: Paths, config: Config, progress: Progress = lambda *a
 
 
 def _merge(paths, config, journal: Journal, progress, retry_refused) -> MergeReport:
-    checkpoint("merge.locked")
     clear_unfinished(journal, paths)
     base = resolve_model(config.model, paths)
     rows = journal.active_experts()  # read once: a sleep may add one meanwhile
