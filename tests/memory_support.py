@@ -23,15 +23,52 @@ NIGHT = FAST.but(steps=6, learning_rate=3e-3, on_policy=False, lti=False,
 CONSOLIDATE = NIGHT.but(steps=10, learning_rate=1e-3, batch_size=4, gate=True)
 
 
+ABOUT = "What did I say about "
+
+
 def learnable_questions(monkeypatch) -> None:
     from pocketsleep.sleep import selfstudy
 
     def write_questions(io, statements, n, seed):
-        return [[f"What did I say about {s.split()[1]} {s.split()[2]}?"] for s in statements]
+        return [[f"{ABOUT}{s.split()[1]} {s.split()[2]}?"] for s in statements]
 
     monkeypatch.setattr(selfstudy, "write_questions", write_questions)
     monkeypatch.setattr(selfstudy, "grounded", lambda *a: True)
     monkeypatch.setattr(selfstudy, "usable_answer", lambda *a: True)
+
+
+def scripted_teacher(monkeypatch) -> None:
+    """Nights' teachers say what the user said, for certain: a random model's own
+    answers hold no fact ("ssssssss" about any pet), so nothing would show that a
+    fact was learned, kept or forgotten. A question "What did I say about pet n3?"
+    is answered with the statement that names "pet n3", a recall request with
+    every statement in view; the targets are one-hot. Everything else (questions
+    kept as probes, distillation, gates, consolidation's own teacher) is real."""
+    from pocketsleep.sleep import selfstudy
+    from pocketsleep.sleep.sampling import Generated
+
+    class ScriptedTeacher(selfstudy.Teacher):
+        def answer_many(self, conversations, temperatures, seed):
+            return [self.say(self.script(m)) for m in conversations]
+
+        @staticmethod
+        def script(messages):
+            question = messages[-1]["content"]
+            said = [m["content"] for m in messages[:-1] if m["role"] == "user"]
+            if question.startswith(ABOUT):
+                key = question[len(ABOUT):].rstrip("?")
+                said = [s for s in said if key in s][:1]
+            return " ".join(said) or "I do not know."
+
+        def say(self, text):
+            ids = self.io.text_ids(text)
+            k, vocab = self.options.top_k, len(self.io.tokenizer.vocab)
+            top = np.array([[(t + j) % vocab for j in range(k)] for t in ids], dtype=np.int32)
+            lps = np.full(top.shape, -30.0, dtype=np.float32)
+            lps[:, 0] = 0.0
+            return Generated(ids, None, top, lps)
+
+    monkeypatch.setattr(selfstudy, "Teacher", ScriptedTeacher)
 
 
 def day(n: int) -> list[dict]:

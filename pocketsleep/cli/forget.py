@@ -1,30 +1,47 @@
-"""`pocketsleep forget ID`: delete a conversation for good."""
+"""`pocketsleep forget ID`: delete a conversation for good, from the weights too."""
 
 from __future__ import annotations
 
 import click
 
 from .context import CliContext
+from .sleep import ProgressLine
 
 
 @click.command("forget")
 @click.argument("conversation_id", type=int)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--verbose", "-v", is_flag=True, help="Print every progress step.")
 @click.pass_obj
-def command(obj: CliContext, conversation_id: int, yes: bool) -> None:
-    """Delete conversation CONVERSATION_ID's messages from the journal.
+def command(obj: CliContext, conversation_id: int, yes: bool, verbose: bool) -> None:
+    """Forget conversation CONVERSATION_ID: its text and what was learned from it.
 
-    The text is overwritten in the journal file, not only hidden.
+    The text is overwritten in the journal file, not only hidden, with the stored
+    questions derived from it. Experts that learned from it are rebuilt from their
+    other conversations (minutes each on a CPU), versions of the personal model
+    that held it are deleted, the model is merged again, and the questions about
+    it are asked to check they are no longer answered.
     """
+    from ..forgetting import forget_conversation
+
     journal = obj.journal
     conversation = journal.conversation(conversation_id)
-    if conversation.status == "forgotten":
+    learned = [e for e in journal.experts_that_learned(conversation_id)
+               if e["status"] != "pruned"]
+    if conversation.status == "forgotten" and not learned:
         click.echo(f"Conversation {conversation_id} is already forgotten.")
         return
     if not yes:
-        click.confirm(
-            f"Forget conversation {conversation_id} ({conversation.message_count} messages)?",
-            abort=True,
-        )
-    removed = journal.forget(conversation_id)
-    click.echo(f"Forgot conversation {conversation_id} ({removed} messages deleted).")
+        question = (f"Forget conversation {conversation_id} "
+                    f"({conversation.message_count} messages)?")
+        rebuilt = [e["path"] for e in learned if e["status"] == "active"]
+        if rebuilt:
+            question += (f" Expert{'s' * (len(rebuilt) > 1)} {', '.join(rebuilt)} learned "
+                         "from it and will be rebuilt without it (minutes).")
+        click.confirm(question, abort=True)
+    progress = ProgressLine(verbose)
+    try:
+        report = forget_conversation(obj.paths, obj.config, conversation_id, progress)
+    finally:
+        progress.done()
+    click.echo(report.summary())
