@@ -156,6 +156,14 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
         verdict.passed = False
         verdict.reasons.append("no distillation step ran (no examples, or the budget "
                                "was spent before training)")
+    if basis.record is None:  # tonight's episode, read as pending and not private
+        withdrawn = withdrawn_during_sleep(journal, episode)
+        if withdrawn:
+            verdict.passed = False
+            verdict.reasons.append(
+                f"conversation{'s' * (len(withdrawn) > 1)} {', '.join(map(str, withdrawn))} "
+                "became private or forgotten while the night ran; nothing learned from "
+                "tonight's episode is kept")
     timings["gate"] = time.perf_counter() - t
     metrics = {
         "conversations": list(episode.conversation_ids),
@@ -189,6 +197,19 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     checkpoint("sleep.accepted")
     return SleepReport("succeeded", sleep_id, expert_id, list(episode.conversation_ids),
                        metrics=metrics)
+
+
+def withdrawn_during_sleep(journal: Journal, episode: Episode) -> list[int]:
+    """Fix: a conversation the user marked private (or forgot) in the chat while the
+    night was running had already been read, and was learned anyway: recorded as a
+    source of the new expert and consolidated, private flag and all. Which of the
+    episode's conversations are no longer learnable now."""
+    out = []
+    for cid in episode.conversation_ids:
+        conversation = journal.conversation(cid)
+        if conversation.private or conversation.status == "forgotten":
+            out.append(cid)
+    return out
 
 
 def dedupe(probes: list[tuple]) -> list[tuple]:
