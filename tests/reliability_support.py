@@ -12,6 +12,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,22 @@ def start(home: Path, *args: str, fault: str | None = None) -> subprocess.Popen:
         environment["POCKETSLEEP_FAULT"] = fault
     return subprocess.Popen([sys.executable, str(FAST_CLI), *args], env=environment,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stopped(proc: subprocess.Popen) -> bool:
+    """Has the process stopped itself (SIGSTOP at its fault point)?"""
+    try:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        time.sleep(0.02)
 
 
 # -- what a whole data home looks like -----------------------------------------------------

@@ -23,7 +23,7 @@ pytest.importorskip("mlx.core")
 pytest.importorskip("gguf")
 pytest.importorskip("textual")
 
-from reliability_support import TESTS, integrity, start  # noqa: E402
+from reliability_support import TESTS, integrity, start, stopped, wait_until  # noqa: E402
 from sleep_support import log_day, tiny_model  # noqa: E402
 from test_tui_support import SIZE, async_test, make_app, ready, say  # noqa: E402
 
@@ -37,22 +37,6 @@ def home(paths, tmp_path):
     gguf = tiny_model(tmp_path)
     paths.config_file.write_text(f'model = "{gguf}"\n')
     return paths
-
-
-def stopped(proc: subprocess.Popen) -> bool:
-    """Has the process stopped itself (SIGSTOP at its fault point)?"""
-    try:
-        with open(f"/proc/{proc.pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "T"
-    except FileNotFoundError:
-        return False
-
-
-def wait_until(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
-        time.sleep(0.02)
 
 
 def test_two_sleeps_started_at_once_one_sleeps_the_other_is_refused(home, journal):
