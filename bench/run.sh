@@ -11,7 +11,9 @@ echo "== chat speed (engines vs raw libraries)"
 $py bench/engine_speed.py --json bench/out/engine_speed.json | tee bench/out/engine_speed.txt
 echo "== MLX CPU BLAS fix"
 $py bench/blas_speed.py | tee bench/out/blas_speed.txt
+echo "== sleep cost (1x, 4x, 16x a day)"
+$py bench/sleep_cost.py --json bench/out/sleep_cost.json | tee bench/out/sleep_cost.txt
 echo "== dev-week memory evaluation"
 POCKETSLEEP_HOME=$(mktemp -d) .venv/bin/pocketsleep eval \
-  --suite "${SUITE:-../shared/eval/dev-week.json}" --methods "${METHODS:-none,icl,sleep}" \
+  --suite "${SUITE:-../shared/eval/dev-week.json}" --methods "${METHODS:-none,icl,sft,sleep}" \
   --engine "${ENGINE:-llamacpp}" --json bench/out/dev-week.json | tee bench/out/dev-week.txt
