@@ -20,7 +20,7 @@ from pocketsleep import prompts
 NIGHT = FAST.but(steps=6, learning_rate=3e-3, on_policy=False, lti=False,
                  heldout_fraction=0.5)
 # Consolidations learn several nights at once: gentler, bigger batches.
-CONSOLIDATE = NIGHT.but(steps=10, learning_rate=1e-3, batch_size=4, anchors=6, gate=True)
+CONSOLIDATE = NIGHT.but(steps=10, learning_rate=2e-3, batch_size=8, anchors=6, gate=True)
 
 
 ABOUT = "What did I say about "

@@ -188,7 +188,9 @@ def test_a_rejected_consolidation_keeps_the_experts_and_is_not_retried(
     report = consolidate_if_due(paths, config, options=strict)
     [run] = report.runs
     assert run.status == "rejected" and any("drifted" in r for r in run.reasons)
-    assert "was rejected: generic answers drifted" in report.summary()
+    assert report.summary().startswith("Consolidating 3 experts into a weekly expert was "
+                                       "rejected: ")
+    assert "generic answers drifted" in report.summary()
     assert [r["id"] for r in journal.active_experts()] == nightly
     assert journal.sleeps(kind="consolidation")[0].status == "rejected"
     assert sorted(p.name for p in paths.experts.iterdir()) == [
@@ -226,3 +228,63 @@ def test_busy_while_a_sleep_runs(paths, config):
     with sleep_lock(paths):
         report = consolidate_if_due(paths, config, options=CONSOLIDATE)
     assert report.runs == [] and "another sleep is already running" in report.note
+
+
+def gate_verdict(monkeypatch, before: dict, after: dict, without: dict, drift: dict):
+    """The consolidation gate's decision on given measurements."""
+    from contextlib import contextmanager
+
+    import mlx.nn as nn
+
+    from pocketsleep.sleep import consolidation_gate, gate
+
+    states = iter([before, after])
+    monkeypatch.setattr(consolidation_gate, "_state", lambda *a: dict(next(states)))
+    monkeypatch.setattr(gate, "measure", lambda *a: dict(without))
+    monkeypatch.setattr(gate, "drift_kl", lambda base, other: drift[other])
+
+    class Teacher:
+        student_io = type("IO", (), {"model": nn.Linear(2, 2)})()
+
+        @contextmanager
+        def wearing(self):
+            yield
+
+    return consolidation_gate.check(Teacher(), [], [], [], [("q", "a")] * 3, CONSOLIDATE)
+
+
+def state(kept, recalled=0, earlier=None, heldout=-1.0, ppl=10.0, anchors="x"):
+    return {"kept": {"soft_recall": kept, "recalled": recalled},
+            "earlier": {"soft_recall": earlier}, "heldout_logprob": heldout,
+            "general_ppl": ppl, "anchor_logprobs": anchors}
+
+
+WITHOUT = {"heldout_logprob": -2.0, "general_ppl": 12.0, "anchor_logprobs": "base"}
+
+
+@pytest.mark.parametrize("before, after, drift, reasons", [
+    # Kept within a night's allowance (5%), or a drop that was never recall.
+    (state(0.50), state(0.48, anchors="y"), {"x": 0.1, "y": 0.2}, []),
+    (state(0.005), state(0.0001, anchors="y"), {"x": 0.1, "y": 0.2}, []),
+    # Recall lost.
+    (state(0.50), state(0.40, anchors="y"), {"x": 0.1, "y": 0.2}, ["soft recall of the "
+                                                                   "retiring experts' probes"]),
+    (state(0.50, recalled=2), state(0.50, recalled=1, anchors="y"), {"x": 0.1, "y": 0.1},
+     ["recalls 1 of the retiring experts' 3 probes; they recalled 2"]),
+    # Drift: as far from the model without them as they were, plus the allowance.
+    (state(0.5), state(0.5, anchors="y"), {"x": 0.9, "y": 1.0}, []),
+    (state(0.5), state(0.5, anchors="y"), {"x": 0.1, "y": 0.3}, ["generic answers drifted"]),
+    # Held-out questions less likely than with no memory of them at all.
+    (state(0.5), state(0.5, heldout=-2.5, anchors="y"), {"x": 0.1, "y": 0.1},
+     ["held-out questions became less likely"]),
+    # General text: against the worse of "before" (10) and "without" (12): the new
+    # expert need not keep a change of general text the experts had made.
+    (state(0.5), state(0.5, ppl=12.5, anchors="y"), {"x": 0.1, "y": 0.1}, []),
+    (state(0.5), state(0.5, ppl=12.7, anchors="y"), {"x": 0.1, "y": 0.1},
+     ["general-text perplexity rose"]),
+])
+def test_the_consolidation_gate_decides(monkeypatch, before, after, drift, reasons):
+    verdict = gate_verdict(monkeypatch, before, after, WITHOUT, drift)
+    assert len(verdict.reasons) == len(reasons), verdict.reasons
+    assert all(r.startswith(e) for r, e in zip(verdict.reasons, reasons))
+    assert verdict.passed == (not reasons)
