@@ -159,3 +159,29 @@ def test_while_a_sleep_runs_the_text_goes_and_forget_again_finishes(home, journa
     again = forget_conversation(home.paths, home.config, dog)
     assert again.messages_removed == 0 and again.dropped
     assert journal.active_experts() == []
+
+
+def test_the_command_line_says_what_it_will_do_and_what_it_did(capsys, home, journal,
+                                                               monkeypatch):
+    import io
+
+    from pocketsleep.cli import main
+
+    e1 = home.night(journal, "dog", seed=1, probes=[("What is my dog called?", "Rex")])
+    [dog] = journal.expert_sources([e1])
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    assert main(["forget", str(dog)]) == 1
+    out, err = capsys.readouterr()
+    assert out.startswith(f"Forget conversation {dog} (1 messages)? Expert night-0001 learned "
+                          "from it and will be rebuilt without it (minutes).")
+    assert journal.conversation(dog).status == "consolidated"
+
+    assert main(["forget", str(dog), "--yes"]) == 0
+    out, _ = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == (f"Forgot conversation {dog}: text removed (1 messages deleted, 1 stored "
+                        "probe); expert night-0001 deleted (nothing else was learned in it); "
+                        "personal model = the base model again.")
+    assert lines[1].startswith("Checked 1 stored question about it: answered before ")
+    assert main(["forget", str(dog), "--yes"]) == 0
+    assert capsys.readouterr().out == f"Conversation {dog} is already forgotten.\n"
