@@ -185,3 +185,17 @@ def test_the_command_line_says_what_it_will_do_and_what_it_did(capsys, home, jou
     assert lines[1].startswith("Checked 1 stored question about it: answered before ")
     assert main(["forget", str(dog), "--yes"]) == 0
     assert capsys.readouterr().out == f"Conversation {dog} is already forgotten.\n"
+
+
+def test_a_version_deleted_by_forget_cannot_be_rolled_back_to(home, journal):
+    from pocketsleep.errors import InputError
+    from pocketsleep.versions import rollback
+
+    e1 = home.night(journal, "dog", seed=1)
+    merge_if_needed(home.paths, home.config)
+    home.night(journal, "cat", seed=2)
+    merge_if_needed(home.paths, home.config)
+    [dog] = journal.expert_sources([e1])
+    forget_conversation(home.paths, home.config, dog)
+    with pytest.raises(InputError, match=f"v1 was deleted: it held forgotten conversation {dog}$"):
+        rollback(home.paths, home.config, 1)

@@ -78,7 +78,9 @@ def _check_restorable(v: ModelVersion, journal: Journal, paths: Paths) -> None:
     why = {
         "current": f"{v.label} is already the current version",
         "refused": f"{v.label} was refused by the merge check ({v.notes}); it has no files",
-        "pruned": f"{v.label} was pruned to save space; only the current version and "
+        "pruned": f"{v.label} was deleted: it {v.notes.partition(': ')[0]}"
+                  if (v.notes or "").startswith("held forgotten") else
+                  f"{v.label} was pruned to save space; only the current version and "
                   "keep_versions earlier ones (config.toml) are kept",
         "ready": f"{v.label} is still being built; wait for the merge to finish",
     }.get(v.status)
