@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InputError
@@ -94,3 +96,24 @@ def read_json(path: str | Path, what: str = "file") -> object:
     except json.JSONDecodeError as e:
         raise InputError(
             f"{name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+
+
+@contextmanager
+def exclusive_lock(path: Path, busy: str):
+    """Hold an exclusive lock on `path` (created private) while the block runs, never
+    waiting: a second holder gets `Busy(busy)`. The file holds the holder's pid."""
+    from .errors import Busy
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Busy(busy) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

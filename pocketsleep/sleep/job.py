@@ -11,18 +11,15 @@ state as it was; the next sleep marks it interrupted and starts again.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from ..config import Config, Paths
-from ..errors import Busy
 from ..faults import checkpoint
-from ..files import fsync_tree
+from ..files import exclusive_lock, fsync_tree
 from ..journal import Journal
 from ..models import resolve_model
 from .episode import Episode
@@ -67,24 +64,11 @@ class SleepReport:
     seconds: float = 0.0
 
 
-@contextmanager
 def sleep_lock(paths: Paths):
     """Never two sleeps at once (a scheduled one and a "sleep now", say)."""
-    lock_file = paths.ensure().home / "sleep.lock"
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise Busy("another sleep is already running; wait for it to finish "
-                               "(`pocketsleep status` shows it)") from None
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    return exclusive_lock(paths.ensure().home / "sleep.lock",
+                          "another sleep is already running; wait for it to finish "
+                          "(`pocketsleep status` shows it)")
 
 
 def run_sleep(paths: Paths, config: Config, options: SleepOptions = SleepOptions(),
