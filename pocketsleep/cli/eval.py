@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..eval.harness import run_eval
 from ..eval.methods import METHODS, parse_methods
 from ..eval.report import check_plotting, format_table, write_plot
+from ..eval.result_file import read_result, write_result
 from ..eval.suite import load_suite
 from .context import CliContext
 
@@ -37,19 +38,25 @@ from .context import CliContext
               help="Longest answer to a probe (greedy).")
 @click.option("--plot", "plot_out", type=click.Path(path_type=Path, dir_okay=False),
               help="Also draw recall per night and retention heatmaps into this PNG.")
+@click.option("--resume", "resume_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Keep the methods this earlier --json file finished (same suite, model, "
+                   "engine and seed); run the rest. Writes back to it unless --json is given.")
 @click.pass_obj
 def command(obj: CliContext, suite_file: Path, methods_spec: str, json_out: Path | None,
             days: int | None, seed: int, model: str | None, engine: str | None,
-            max_tokens: int, plot_out: Path | None) -> None:
+            max_tokens: int, plot_out: Path | None, resume_file: Path | None) -> None:
     """Teach a memory suite day by day and measure what each method remembers.
 
     For each method, each day's conversations are logged, the method's night runs,
     then every probe so far is asked closed-book (greedy). Prints a table; --json
-    writes the full result, --plot a figure.
+    writes the full result (again after every night, with "complete": false until
+    the end, so a stopped run keeps what it finished), --plot a figure.
     """
     # Everything that can be wrong with the input is found before any model loads.
     methods = parse_methods(methods_spec)
     suite = load_suite(suite_file).first(days)
+    earlier = read_result(resume_file) if resume_file is not None else None
+    json_out = json_out or resume_file
     for out in (json_out, plot_out):
         if out is not None and str(out) != "-" and not out.resolve().parent.is_dir():
             raise InputError(f"cannot write {out}: no folder {out.resolve().parent}")
@@ -57,27 +64,20 @@ def command(obj: CliContext, suite_file: Path, methods_spec: str, json_out: Path
         check_plotting()
     config = Config(model=model or obj.config.model, engine=engine or obj.config.engine)
 
+    to_stdout = json_out is not None and str(json_out) == "-"
+    to_file = json_out is not None and not to_stdout
     started = time.perf_counter()
     result = run_eval(
         suite, methods, config=config, seed=seed, max_tokens=max_tokens,
         progress=lambda line: click.echo(f"eval: {line}", err=True),
+        on_update=(lambda so_far: write_result(json_out, so_far)) if to_file else None,
+        resume_from=earlier,
     )
     click.echo(f"eval: done in {time.perf_counter() - started:.1f} s", err=True)
 
-    to_stdout = json_out is not None and str(json_out) == "-"
     click.echo(format_table(result), err=to_stdout)
-    text = json.dumps(result, indent=2, ensure_ascii=False)
     if to_stdout:
-        click.echo(text)
-    elif json_out is not None:
-        _write(json_out, text + "\n")
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     if plot_out is not None:
         write_plot(result, plot_out)
         click.echo(f"eval: wrote {plot_out}", err=True)
-
-
-def _write(path: Path, text: str) -> None:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot write {path}: {e.strerror}") from None

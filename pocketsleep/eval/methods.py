@@ -5,7 +5,8 @@ The harness drives every method through the same day/night loop (DESIGN.md §5):
     method = METHODS[name](ctx)          # ctx: a fresh data home, settings, engine
     for each day:
         (the harness logs the day's conversations into `journal`)
-        method.night(day, journal)       # timed; peak memory measured
+        method.night(day, journal)       # timed; peak memory measured; may return
+                                         # a verdict (the gate's), kept in `nights`
         method.answer(question, history) # every probe so far + the general probes
     method.score(messages, general_text) # perplexity, before the first night and after the last
     method.close()
@@ -101,9 +102,12 @@ class Method:
     def engine(self) -> Engine:
         return self.ctx.engine
 
-    def night(self, day: Day, journal: Journal) -> None:
+    def night(self, day: Day, journal: Journal) -> dict | None:
         """Learn from the day; `journal` already holds its conversations (pending).
+        A method whose night can refuse what it learned returns its verdict (a JSON-able
+        dict with at least `status` and `reasons`), kept in the result's `nights`.
         The default does nothing: no sleep."""
+        return None
 
     def answer(self, question: str, history: History) -> str:
         """The answer to `question`; by default closed-book, with no past in context."""
@@ -184,15 +188,17 @@ class Sleep(Method):
     name = "sleep"
     description = "the nightly sleep job; answers with its experts attached"
 
-    def night(self, day: Day, journal: Journal) -> None:
+    def night(self, day: Day, journal: Journal) -> dict:
         from ..engines import wear_experts
         from ..sleep import SleepOptions, run_sleep
         from ..sleep.options import ABLATIONS
+        from .verdicts import night_verdict
 
         options = SleepOptions(seed=self.ctx.seed).but(**ABLATIONS[self.name])
         self.last_report = run_sleep(self.ctx.paths, self.ctx.config, options)
         self.engine.detach_experts()
         wear_experts(self.engine, journal, self.ctx.paths)
+        return night_verdict(self.last_report)
 
     def close(self) -> None:
         if self.ctx.shared_engine.loaded is not None:

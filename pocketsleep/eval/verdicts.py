@@ -1,0 +1,49 @@
+"""What the sleep job said about each night, as the evaluation keeps it.
+
+A sleep method's recall only makes sense next to its gate: a night that learned
+nothing may have been rejected (and left its day pending for the next night), or
+kept with nothing useful in it. So every night's SleepReport is kept in the JSON
+as one flat entry of `nights`, and the report counts the nights kept.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..sleep.job import SleepReport
+
+
+def night_verdict(report: SleepReport) -> dict:
+    """One night's entry of `nights`: status, why, the gate's figures, and the
+    seconds each phase took (whatever phases the report timed)."""
+    metrics = report.metrics or {}
+    gate = metrics.get("gate") or {}
+    before, after = gate.get("before") or {}, gate.get("after") or {}
+    return {
+        "status": report.status,
+        "reasons": list(report.reasons),
+        "conversations": len(report.conversations),
+        "examples": metrics.get("examples"),
+        "distill_steps": (metrics.get("distill") or {}).get("steps"),
+        "drift_kl": gate.get("drift_kl"),
+        "ppl_change": gate.get("ppl_change"),
+        "heldout_logprob_before": before.get("heldout_logprob"),
+        "heldout_logprob_after": after.get("heldout_logprob"),
+        "earlier_logprob_before": before.get("earlier_logprob"),
+        "earlier_logprob_after": after.get("earlier_logprob"),
+        "seconds": dict(metrics.get("seconds") or {}),
+        "total_seconds": report.seconds,
+    }
+
+
+def nights_kept(nights: list[dict]) -> tuple[int, int]:
+    """(nights whose expert was kept, nights with a verdict)."""
+    return sum(n["status"] == "succeeded" for n in nights), len(nights)
+
+
+def rejection_summary(nights: list[dict]) -> list[str]:
+    """One line per night not kept: 'n2 rejected: <reasons>'."""
+    return [f"n{n['night']} {n['status']}: " + ("; ".join(n["reasons"]) or "no reason given")
+            for n in nights if n["status"] != "succeeded"]
+
