@@ -151,6 +151,7 @@ def write_plot(result: dict, path: Path | str) -> Path:
 
     ax = fig.add_subplot(grid[0, :])
     styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-")]
+    marked_rejected = False
     for i, name in enumerate(names):
         m = methods[name]
         marker, line = styles[i % len(styles)]
@@ -160,6 +161,13 @@ def write_plot(result: dict, path: Path | str) -> Path:
                  else f"stopped after night {len(recall)}")
         ax.plot(nights[: len(recall)], recall, marker=marker, linestyle=line,
                 markersize=max(4, 9 - 1.5 * i), linewidth=2, label=f"{name} ({label})")
+        rejected = [n["night"] for n in m.get("nights", [])
+                    if n["status"] != "succeeded" and n["night"] <= len(recall)]
+        if rejected:  # recall that did not move may be the gate's doing, not the method's
+            ax.scatter(rejected, [recall[n - 1] for n in rejected], marker="x", s=90,
+                       color="black", zorder=5,
+                       label="night not kept (gate)" if not marked_rejected else None)
+            marked_rejected = True
     ax.set_xlabel("after night")
     ax.set_ylabel("recall (all probes so far)")
     ax.set_xticks(nights)
