@@ -29,7 +29,8 @@ from .context import CliContext
 @click.option("--methods", "methods_spec", default="none,icl", show_default=True,
               help=f"Comma-separated methods to compare (known: {', '.join(METHODS)}).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
-              help="Write the result as JSON to this file ('-': standard output).")
+              help="Write the result as JSON to this file, again after every night "
+                   "('-': standard output, at the end).")
 @click.option("--days", type=click.IntRange(1), help="Use only the first N days.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds numpy, MLX and random.")
 @click.option("--model", "-m", help="default, a .gguf file, an MLX folder or a hub id.")

@@ -41,9 +41,3 @@ def nights_kept(nights: list[dict]) -> tuple[int, int]:
     """(nights whose expert was kept, nights with a verdict)."""
     return sum(n["status"] == "succeeded" for n in nights), len(nights)
 
-
-def rejection_summary(nights: list[dict]) -> list[str]:
-    """One line per night not kept: 'n2 rejected: <reasons>'."""
-    return [f"n{n['night']} {n['status']}: " + ("; ".join(n["reasons"]) or "no reason given")
-            for n in nights if n["status"] != "succeeded"]
-
