@@ -172,3 +172,29 @@ def test_files_are_created_private(tmp_path, conv_file):
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     for f in home.iterdir():
         assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0, f
+
+
+def test_ctrl_c_exits_130_and_a_declined_confirmation_1(capsys, monkeypatch):
+    """Click turns Ctrl-C into Abort; it must still read as an interrupt."""
+    import io
+
+    import click
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+
+    @cli.command("interrupted-for-test")
+    def interrupted():
+        raise KeyboardInterrupt
+
+    @cli.command("declined-for-test")
+    def declined():
+        click.confirm("go on?", abort=True)
+
+    try:
+        assert main(["interrupted-for-test"]) == 130
+        assert "Interrupted." in capsys.readouterr().err
+        assert main(["declined-for-test"]) == 1
+        assert "Aborted." in capsys.readouterr().err
+    finally:
+        cli.commands.pop("interrupted-for-test")
+        cli.commands.pop("declined-for-test")

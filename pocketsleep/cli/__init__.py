@@ -61,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     except PocketsleepError as e:
         click.echo(f"pocketsleep: error: {e}", err=True)
         return e.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        # Click turns Ctrl-C into Abort before we see it; an interrupted command exits
+        # 130 like any other, a declined confirmation 1.
+        if isinstance(e.__cause__, KeyboardInterrupt):
+            click.echo("Interrupted.", err=True)
+            return 130
         click.echo("Aborted.", err=True)
         return 1
     except click.ClickException as e:
