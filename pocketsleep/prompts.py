@@ -139,3 +139,77 @@ GATE_TEXTS = (
      "fields, and birds return from the south to build their nests. Farmers plant "
      "their crops, hoping that the late frosts are over."),
 )
+
+
+# -- sleep: dreaming (pocketsleep/sleep/dreaming) ----------------------------------
+
+# Dream writers: few-shot raw completions, like QUESTION_WRITER (a 135M chat model
+# follows a pattern far better than an instruction). Each writes the *request* a
+# dream answers; the teacher, with the statement in context, writes the answer.
+# Examples avoid QUESTION_WRITER's phrasings on purpose: dreams exist to rehearse the
+# fact under other wordings than self-study already used. Keys are the dream policy's
+# arms, "<kind>/<template>".
+DREAM_WRITERS = {
+    # Question and answer, asked plainly...
+    "qa/direct": ("Question", """Statement: My brother Tom moved to Oslo last spring.
+Question: Which city does my brother live in now?
+
+Statement: I play the cello in a local orchestra.
+Question: What instrument do I play?
+
+Statement: Our daughter was born in May, we named her Lucia.
+Question: What did we call our daughter?
+
+Statement: {statement}
+Question:"""),
+    # ...or the way people actually ask later: indirectly, half-remembered.
+    "qa/indirect": ("Question", """Statement: My brother Tom moved to Oslo last spring.
+Question: Do you remember where Tom went to live?
+
+Statement: I play the cello in a local orchestra.
+Question: Can you remind me which instrument I practise?
+
+Statement: Our daughter was born in May, we named her Lucia.
+Question: What was the name we chose for the baby?
+
+Statement: {statement}
+Question:"""),
+    # A paraphrased statement: a request about the topic, answered by restating it.
+    "paraphrase/topic": ("Request", """Statement: My brother Tom moved to Oslo last spring.
+Request: Tell me about my brother.
+
+Statement: I play the cello in a local orchestra.
+Request: Say what you know about my music.
+
+Statement: Our daughter was born in May, we named her Lucia.
+Request: Remind me about our daughter.
+
+Statement: {statement}
+Request:"""),
+    # A short scenario in which the fact matters, without naming it.
+    "scenario/situation": ("Situation", """Statement: My brother Tom moved to Oslo last spring.
+Situation: I want to visit my brother next month. Which city should I fly to?
+
+Statement: I'm allergic to peanuts, so please avoid them.
+Situation: I'm choosing a snack at the station. What should I stay away from?
+
+Statement: Our daughter was born in May, we named her Lucia.
+Situation: I'm writing a birthday card for my daughter. Whose name goes on it?
+
+Statement: {statement}
+Situation:"""),
+    # "As of <date>": the newest value of a fact, dated, so it replaces an older one.
+    # The question is an earlier night's probe about the same thing when there is one
+    # (see dreaming/generate.py), else written like qa/direct.
+    "update/as-of": ("Question", """Statement: My brother Tom moved to Oslo last spring.
+Question: Where does my brother live?
+
+Statement: I switched jobs, I'm a pharmacist now.
+Question: What is my job?
+
+Statement: {statement}
+Question:"""),
+}
+
+# The answer of an "update" dream starts with the date the fact was said.
+DREAM_UPDATE_PREFIX = "As of {date}, "

@@ -76,6 +76,20 @@ EXPECTED = {
         ("content", "TEXT", 1, None, 0),
         ("score", "REAL", 0, None, 0),
         ("selected", "INTEGER", 1, "0", 0),
+        ("template", "TEXT", 0, None, 0),
+        ("created_at", "TEXT", 0, None, 0),
+    ],
+    "dream_sources": [
+        ("dream_id", "INTEGER", 1, None, 1),
+        ("conversation_id", "INTEGER", 1, None, 2),
+    ],
+    "dream_policies": [
+        ("id", "INTEGER", 0, None, 1),
+        ("sleep_id", "INTEGER", 1, None, 0),
+        ("created_at", "TEXT", 1, None, 0),
+        ("preferences", "TEXT", 1, None, 0),
+        ("probabilities", "TEXT", 1, None, 0),
+        ("trials", "TEXT", 1, None, 0),
     ],
     "probes": [
         ("id", "INTEGER", 0, None, 1),

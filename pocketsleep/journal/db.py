@@ -234,6 +234,11 @@ class Journal:
                 "DELETE FROM dreams WHERE sleep_id IN (SELECT e.sleep_id FROM experts e"
                 " JOIN expert_sources s ON s.expert_id = e.id WHERE s.conversation_id = ?)",
                 [conversation_id])
+            # Dreams name their conversations (m006), whether their night was kept
+            # or not; their links go with them (ON DELETE CASCADE).
+            self.db.execute(
+                "DELETE FROM dreams WHERE id IN (SELECT dream_id FROM dream_sources"
+                " WHERE conversation_id = ?)", [conversation_id])
             cur = self.db.execute(
                 "DELETE FROM messages WHERE conversation_id = ?", [conversation_id]
             )
@@ -618,6 +623,20 @@ class Journal:
             " ON v.id = ve.version_id WHERE v.status IN ('ready', 'current', 'previous'))"
             " ORDER BY id"))
 
+    def experts_by_id(self, expert_ids: Iterable[int]) -> list[dict]:
+        """These experts' rows, any status, in id order (unknown ids are left out)."""
+        ids = sorted(set(expert_ids))
+        if not ids:
+            return []
+        return list(self.db.query(
+            f"SELECT * FROM experts WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id", ids))
+
+    def expert_made_by(self, sleep_id: int) -> dict | None:
+        """The expert a night, consolidation or rebuild kept (None if it kept none)."""
+        rows = list(self.db.query("SELECT * FROM experts WHERE sleep_id = ? ORDER BY id",
+                                  [sleep_id]))
+        return rows[0] if rows else None
+
     def experts_learned(self, expert_ids: Iterable[int]) -> list[dict]:
         """What each expert learned: its night and its conversations (id, title, status)."""
         ids = sorted(set(expert_ids))
@@ -663,6 +682,88 @@ class Journal:
         if cur.rowcount != 1:
             raise JournalError(f"version v{version_id} cannot become current (it was refused "
                                "or pruned); `pocketsleep models` lists the versions")
+
+    # -- dreams (Sleep II, pocketsleep/sleep/dreaming) ---------------------------
+
+    def add_dreams(self, sleep_id: int, dreams: Iterable[dict]) -> int:
+        """Store a night's scored dream candidates, each linked to the conversations
+        it was written from: dicts with kind, template, prompt, content, score,
+        selected, conversation_ids. Returns how many."""
+        t, n = now(), 0
+        with self._write():
+            for d in dreams:
+                cur = self.db.execute(
+                    "INSERT INTO dreams (sleep_id, kind, template, prompt, content, score,"
+                    " selected, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [sleep_id, d["kind"], d["template"], d["prompt"], d["content"],
+                     d.get("score"), int(bool(d.get("selected"))), t])
+                for cid in sorted(set(d["conversation_ids"])):
+                    self.db.execute("INSERT INTO dream_sources VALUES (?, ?)",
+                                    [cur.lastrowid, cid])
+                n += 1
+        return n
+
+    def dreams(self, sleep_id: int) -> list[dict]:
+        """A night's dreams, with the conversations each came from, in order."""
+        rows = [dict(r) for r in self.db.query(
+            "SELECT * FROM dreams WHERE sleep_id = ? ORDER BY id", [sleep_id])]
+        for r in rows:
+            r["conversation_ids"] = [x[0] for x in self.db.execute(
+                "SELECT conversation_id FROM dream_sources WHERE dream_id = ? ORDER BY 1",
+                [r["id"]]).fetchall()]
+        return rows
+
+    def replayable_dreams(self) -> list[dict]:
+        """The dreams rehearsal may replay: kept (selected) by a night that succeeded,
+        written from conversations that are all still learned (consolidated: an
+        active expert holds them) and not private. A rejected night's dreams, and
+        those of a conversation forgotten, made private or pending again (a
+        rollback undid it) are never replayed. Oldest first."""
+        return [dict(r) for r in self.db.query(
+            "SELECT d.id, d.sleep_id, d.kind, d.template, d.prompt, d.content FROM dreams d"
+            " JOIN sleeps s ON s.id = d.sleep_id WHERE d.selected = 1"
+            " AND s.status = 'succeeded'"
+            " AND EXISTS (SELECT 1 FROM dream_sources x WHERE x.dream_id = d.id)"
+            " AND NOT EXISTS (SELECT 1 FROM dream_sources x JOIN conversations c"
+            "   ON c.id = x.conversation_id WHERE x.dream_id = d.id"
+            "   AND (c.private = 1 OR c.status != 'consolidated'))"
+            " ORDER BY d.id")]
+
+    def sweep_dreams(self) -> int:
+        """Delete dreams nothing will use and that still hold what was said: those
+        of nights that ended without keeping their expert (rejected, failed,
+        interrupted), and those written from a conversation since made private or
+        forgotten. Returns how many."""
+        with self._write():
+            cur = self.db.execute(
+                "DELETE FROM dreams WHERE sleep_id IN (SELECT id FROM sleeps WHERE status"
+                " NOT IN ('succeeded', 'running')) OR id IN (SELECT x.dream_id FROM"
+                " dream_sources x JOIN conversations c ON c.id = x.conversation_id"
+                " WHERE c.private = 1 OR c.status = 'forgotten')")
+        return cur.rowcount
+
+    def record_dream_policy(self, sleep_id: int, preferences: dict, probabilities: dict,
+                            trials: list) -> None:
+        """The dream generator's policy after a night (one row per night)."""
+        with self._write():
+            self.db.execute(
+                "INSERT INTO dream_policies (sleep_id, created_at, preferences, probabilities,"
+                " trials) VALUES (?, ?, ?, ?, ?)",
+                [sleep_id, now(), json.dumps(preferences), json.dumps(probabilities),
+                 json.dumps(trials)])
+
+    def dream_policies(self, limit: int | None = None) -> list[dict]:
+        """The dream policy night after night, newest first."""
+        sql = "SELECT * FROM dream_policies ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        out = []
+        for r in self.db.query(sql):
+            r = dict(r)
+            for k in ("preferences", "probabilities", "trials"):
+                r[k] = json.loads(r[k])
+            out.append(r)
+        return out
 
     # -- summary ---------------------------------------------------------------
 

@@ -244,3 +244,37 @@ def m005_sleep_kinds(db: Database) -> None:
             CHECK (kind IN ('night', 'consolidation', 'rebuild'));
         """,
     )
+
+
+@migration
+def m006_dreams(db: Database) -> None:
+    # Dreaming (Sleep II). m001's `dreams` table gets the dream policy's arm that
+    # wrote each dream (`template`, "<kind>/<template>") and when; `dream_sources`
+    # links a dream to the conversation(s) it was written from, so `forget` deletes
+    # exactly the dreams that hold a conversation's text, even those of a night that
+    # was rejected (no expert links that night to it). `dream_policies` keeps the
+    # dream generator's policy after every night, one row each, so its evolution
+    # can be shown: preferences and probabilities per arm, and the trial updates
+    # (arm, reward) that moved it.
+    _statements(
+        db,
+        """
+        ALTER TABLE dreams ADD COLUMN template TEXT;
+        ALTER TABLE dreams ADD COLUMN created_at TEXT;
+        CREATE INDEX idx_dreams_sleep ON dreams(sleep_id);
+        CREATE TABLE dream_sources (
+            dream_id INTEGER NOT NULL REFERENCES dreams(id) ON DELETE CASCADE,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            PRIMARY KEY (dream_id, conversation_id)
+        );
+        CREATE INDEX idx_dream_sources_conversation ON dream_sources(conversation_id);
+        CREATE TABLE dream_policies (
+            id INTEGER PRIMARY KEY,
+            sleep_id INTEGER NOT NULL REFERENCES sleeps(id),
+            created_at TEXT NOT NULL,
+            preferences TEXT NOT NULL,
+            probabilities TEXT NOT NULL,
+            trials TEXT NOT NULL
+        );
+        """,
+    )

@@ -104,6 +104,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     from ..backends.mlx_engine import MlxEngine
     from . import gate
     from .distill import distill
+    from .dreaming import dream
     from .selfstudy import ModelIO, Teacher, build_examples
 
     resolved = resolve_model(config.model, paths)
@@ -127,6 +128,11 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     log = distill(io, teacher, train, options, deadline, progress)
     checkpoint("sleep.distilled")
     timings["distill"] = time.perf_counter() - t
+
+    t = time.perf_counter()  # Sleep II: dreaming, into the same expert
+    dream_log = dream(paths, io, episode, train, heldout, options, journal, basis, sleep_id,
+                      deadline, progress)
+    timings["dream"] = time.perf_counter() - t
 
     t = time.perf_counter()
     progress("gate", 0, 1)
@@ -152,7 +158,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     metrics = {
         "conversations": list(episode.conversation_ids),
         "examples": {"train": len(train), "heldout": len(heldout)},
-        "distill": log.summary(), "gate": verdict.metrics, "gate_reasons": verdict.reasons,
+        "distill": log.summary(), "dream": dream_log,
+        "gate": verdict.metrics, "gate_reasons": verdict.reasons,
         "seconds": {k: round(v, 1) for k, v in timings.items()},
         "options": asdict(options),
     }

@@ -70,6 +70,38 @@ class SleepOptions:
     budget_seconds: float | None = None
     seed: int = 0
 
+    # -- dreaming (Sleep II, pocketsleep/sleep/dreaming) ------------------------------
+    # After seeding, the model writes practice about tonight's episode ("dreams"),
+    # keeps the ones tonight's expert has most to learn from, and fine-tunes the
+    # expert on them, replaying earlier nights' dreams against forgetting.
+    dream: bool = True
+    # Candidates written per night, shared among the dream kinds by the policy.
+    dream_candidates: int = 32
+    dream_tokens: int = 32  # longest answer of a dream
+    # Selection: the top-k by gradient norm, plus a few random others (the paper's
+    # guard against only ever rehearsing the hardest, often the noisiest, dreams).
+    dream_keep_top: int = 10
+    dream_keep_random: int = 2
+    # Selection by gradient norm; False draws the kept dreams at random (ablation).
+    dream_gradient_select: bool = True
+    # LoRA SFT of tonight's expert on the kept dreams (+ replay, + anchors).
+    dream_steps: int = 12
+    dream_lr: float = 1e-4
+    # Earlier nights' kept dreams mixed into rehearsal, against forgetting.
+    dream_replay: bool = True
+    dream_replay_count: int = 8
+    # Diversify generation: a random earlier expert boosted, or random low-rank
+    # noise, switched on while dreams are written (False: plain model; ablation).
+    dream_random_expert: bool = True
+    dream_boost: float = 1.0  # extra scale on the earlier expert (1.0 = worn twice)
+    dream_noise: float = 0.1  # size of the noise update relative to the weights
+    dream_noise_rank: int = 4
+    # RL over the dream generator: trial updates scored on held-out self-probes.
+    dream_trials: int = 4
+    dream_policy_lr: float = 0.5
+    # The dream phase stops adding work after this long (the gate still runs).
+    dream_seconds: float = 150.0
+
     def but(self, **changes) -> "SleepOptions":
         return replace(self, **changes)
 
@@ -79,6 +111,11 @@ ABLATIONS = {
     "sleep-no-onpolicy": {"on_policy": False},
     "sleep-no-lti": {"lti": False},
     "sleep-offpolicy-only": {"on_policy": False, "lti": False},
+    # Dreaming (Sleep II): off, and each of its parts taken away.
+    "sleep-no-dream": {"dream": False},
+    "sleep-random-select": {"dream_gradient_select": False},
+    "sleep-no-random-expert": {"dream_random_expert": False},
+    "sleep-no-replay": {"dream_replay": False},
 }
 
 

@@ -1,0 +1,123 @@
+"""Dreaming, part 1: the model writes practice about what it learned tonight.
+
+For each candidate the policy picks a writer (prompts.DREAM_WRITERS):
+    a request about one of tonight's statements, written few-shot by the model
+    (question, topic request, scenario), and
+    its answer, written by the teacher: the pre-sleep model with that statement and
+    its reply in context (selfstudy.teacher_views' first view, the one a 135M model
+    answers best from).
+"as of <date>" updates ask an earlier night's stored probe about the same thing,
+when there is one, and answer it with tonight's fact, dated: rehearsing that makes
+the new value replace the old one. Both steps run with tonight's expert off and the
+diversifier on (diversify.py). Answers not grounded in what the user said are
+dropped, as in self-study.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from ... import prompts
+from ...backends.mlx_lora import without_trainable_expert
+from .. import selfstudy
+from ..episode import Episode, Exchange
+from ..sampling import generate_batch
+from ..selfstudy import ModelIO, content_words
+
+REQUEST_MAX_TOKENS = 24
+WRITER_TEMPERATURE = 0.8  # the writers sample: many phrasings are the point
+_REQUEST = re.compile(r"^[A-Z][^\n]{8,160}$")
+
+
+@dataclass
+class Dream:
+    arm: str  # "<kind>/<template>": the writer (policy.ARMS)
+    request: str  # what the student is asked, closed-book
+    content: str  # the answer it rehearses
+    conversation_ids: tuple[int, ...]
+    score: float | None = None  # gradient norm (select.py)
+    selected: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.arm.split("/")[0]
+
+    def row(self) -> dict:
+        """As the journal stores it (Journal.add_dreams)."""
+        return {"kind": self.kind, "template": self.arm, "prompt": self.request,
+                "content": self.content, "score": self.score, "selected": self.selected,
+                "conversation_ids": self.conversation_ids}
+
+
+def usable_request(arm: str, text: str) -> bool:
+    """A request, not a continuation of the few-shot pattern or a fragment."""
+    if not _REQUEST.match(text) or "Statement" in text or ":" in text:
+        return False
+    return text.endswith("?") if arm.startswith(("qa/", "update/")) else True
+
+
+def related_probe(statement: str, earlier: list[tuple[str, str]]) -> str | None:
+    """An earlier night's probe question about the same thing as `statement` (the
+    most content words in common), for an "as of" update to answer anew."""
+    words = content_words(statement)
+    best, best_overlap = None, 0
+    for question, _ in earlier:
+        overlap = len(content_words(question) & words)
+        if overlap > best_overlap:
+            best, best_overlap = question, overlap
+    return best
+
+
+def _date_of(episode: Episode, exchange: Exchange) -> str:
+    cid = episode.conversation_of(exchange.statement)
+    return episode.dates[episode.conversation_ids.index(cid)] if cid in episode.conversation_ids else ""
+
+
+def write_requests(io: ModelIO, slots: list[tuple[str, Exchange]],
+                   earlier: list[tuple[str, str]], seed: int) -> list[str | None]:
+    """One request per (arm, exchange) slot, all written in one batch; None where the
+    writer produced nothing usable."""
+    fixed = [related_probe(x.statement, earlier) if arm.startswith("update/") else None
+             for arm, x in slots]
+    todo = [i for i, f in enumerate(fixed) if f is None]
+    ids = [io.text_ids(prompts.DREAM_WRITERS[slots[i][0]][1].format(
+        statement=slots[i][1].statement)) for i in todo]
+    newline = set(io.text_ids("\n"))
+    outs = generate_batch(io.model, ids, io.eos_ids | newline, REQUEST_MAX_TOKENS,
+                          [WRITER_TEMPERATURE] * len(ids), top_k=1, seed=seed) if ids else []
+    for i, out in zip(todo, outs):
+        text = io.decode(out.tokens).strip()
+        fixed[i] = text if usable_request(slots[i][0], text) else None
+    return fixed
+
+
+def write_dreams(io: ModelIO, episode: Episode, arms: list[str],
+                 earlier: list[tuple[str, str]], max_tokens: int, seed: int) -> list[Dream]:
+    """Candidates for the given arms (one each), statements taken in turn. Call with
+    the diversifier on."""
+    exchanges = episode.exchanges()
+    if not exchanges or not arms:
+        return []
+    random.Random(seed).shuffle(exchanges)
+    slots = [(arm, exchanges[i % len(exchanges)]) for i, arm in enumerate(arms)]
+    with without_trainable_expert(io.model):
+        requests = write_requests(io, slots, earlier, seed)
+        asked = [(arm, x, r) for (arm, x), r in zip(slots, requests) if r]
+        prefixes = [prompts.DREAM_UPDATE_PREFIX.format(date=_date_of(episode, x))
+                    if arm.startswith("update/") else "" for arm, x, _ in asked]
+        ids = [io.chat_ids(selfstudy.teacher_views(x, r)[0]) + (io.text_ids(p) if p else [])
+               for (_, x, r), p in zip(asked, prefixes)]
+        answers = generate_batch(io.model, ids, io.eos_ids, max_tokens, [0.0] * len(ids),
+                                 seed=seed) if ids else []
+    dreams, seen = [], set()
+    for (arm, x, request), prefix, answer in zip(asked, prefixes, answers):
+        text = io.decode(answer.tokens).strip()
+        if not answer.tokens or not selfstudy.usable_answer(text, x.statement, request):
+            continue
+        dream = Dream(arm, request, prefix + text, (episode.conversation_of(x.statement),))
+        if (dream.request, dream.content) not in seen and None not in dream.conversation_ids:
+            seen.add((dream.request, dream.content))
+            dreams.append(dream)
+    return dreams

@@ -1,0 +1,68 @@
+"""Dreaming, part 2: keep the dreams tonight's expert has most to learn from.
+
+Each candidate is scored by the norm of the gradient of its SFT loss with respect to
+tonight's expert (nothing else is trainable): a dream the expert already fits gives
+a small gradient, one it would have to move for a large one. The top-k are kept,
+plus m others at random (the paper's hedge: the largest gradients are often the
+noisiest dreams).
+
+A dream is trained like a teacher answer in distill.py, with the answer's tokens as
+a one-hot "top-k": objective.offpolicy_loss is then exactly the SFT cross-entropy,
+and dreams, replayed dreams and anchors share one batch and one loss.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pocketsleep.backends  # noqa: F401  (fast BLAS before mlx loads)
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+from mlx.utils import tree_flatten
+
+from ... import prompts
+from .. import objective
+from ..selfstudy import ModelIO
+
+
+def end_token(io: ModelIO) -> int:
+    """The token that ends an assistant turn (what a teacher answer ends with)."""
+    eos = getattr(io.tokenizer, "eos_token_id", None)
+    return eos if eos is not None else min(io.eos_ids)
+
+
+def sft_item(io: ModelIO, request: str, content: str, k: int) -> tuple:
+    """(student prompt ids, answer ids + end, one-hot top-k ids, log-probs), the item
+    shape objective.offpolicy_batch takes."""
+    prompt = io.chat_ids(prompts.closed_book(request))
+    answer = io.text_ids(content) + [end_token(io)]
+    ids = np.zeros((len(answer), k), dtype=np.int32)
+    ids[:, 0] = answer
+    lps = np.full((len(answer), k), objective.NEG, dtype=np.float32)
+    lps[:, 0] = 0.0
+    return prompt, answer, ids, lps
+
+
+def sft_loss(model, batch: objective.Batch):
+    return objective.offpolicy_loss(model, batch)[0]
+
+
+def gradient_norms(io: ModelIO, items: list[tuple]) -> list[float]:
+    """‖∇ SFT loss‖ of each item alone, w.r.t. the trainable parameters."""
+    grad_of = nn.value_and_grad(io.model, sft_loss)
+    norms = []
+    for item in items:
+        _, grads = grad_of(io.model, objective.offpolicy_batch([item]))
+        leaves = [g for _, g in tree_flatten(grads)]
+        norms.append(float(mx.sqrt(sum((g.astype(mx.float32) ** 2).sum() for g in leaves)).item())
+                     if leaves else 0.0)
+    return norms
+
+
+def choose(scores: list[float], keep_top: int, keep_random: int,
+           rng: random.Random) -> list[int]:
+    """Indices of the top `keep_top` scores, plus `keep_random` of the rest at random."""
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    top, rest = order[:keep_top], order[keep_top:]
+    return sorted(top + rng.sample(rest, min(keep_random, len(rest))))
