@@ -31,6 +31,10 @@ class Engine(abc.ABC):
 
     #: short engine name: "mlx", "llamacpp" or "fake"
     name: str = "engine"
+    #: The number of the personal model's version loaded ("v3" -> 3), set by
+    #: engines.open_engine; None for the base model, the base wearing experts not yet
+    #: merged, or another model. Each answer records it (messages.model_version).
+    personal_version: int | None = None
 
     def __init__(self, model_label: str):
         # What the user would call the model (e.g. "default", a path, a repo id).

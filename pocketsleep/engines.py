@@ -55,6 +55,7 @@ def open_engine(
         version = usable_version(journal, paths, resolved.spec) if personal else None
     if version is not None:
         loaded = load_engine(version.as_model(name, resolved.name), name, paths)
+        loaded.personal_version = version.version.id
     else:
         loaded = load_engine(resolved, name, paths)
     with Journal.open(paths.ensure().journal) as journal:

@@ -96,8 +96,7 @@ def forget_conversation(paths: Paths, config: Config, conversation_id: int,
         about = checkable_probes(journal, conversation_id)
         report.probes_removed = len(journal.probes_about(conversation_id))
         report.messages_removed = journal.forget(conversation_id)
-        learned = [e for e in journal.experts_that_learned(conversation_id)
-                   if e["status"] != "pruned"]
+        learned = learned_from(journal, conversation_id)
     if not learned:
         return report
     try:
@@ -108,6 +107,22 @@ def forget_conversation(paths: Paths, config: Config, conversation_id: int,
                       f"was learned from it: {e}. Run `pocketsleep forget "
                       f"{conversation_id}` again to finish") from None
     return report
+
+
+def learned_from(journal: Journal, conversation_id: int) -> list[dict]:
+    """The experts whose files still hold what was learned from the conversation
+    (any status but pruned: a retired expert's files would bring it back)."""
+    return [e for e in journal.experts_that_learned(conversation_id) if e["status"] != "pruned"]
+
+
+def rebuild_note(learned: list[dict]) -> str | None:
+    """What forgetting will rebuild, for the confirmation (None: nothing to rebuild,
+    only files to delete)."""
+    rebuilt = [e["path"] for e in learned if e["status"] == "active"]
+    if not rebuilt:
+        return None
+    return (f"Expert{'s' * (len(rebuilt) > 1)} {', '.join(rebuilt)} learned from it and will "
+            "be rebuilt without it (minutes).")
 
 
 def checkable_probes(journal: Journal, conversation_id: int) -> list[tuple[str, str]]:
@@ -149,7 +164,8 @@ def _reach_weights(paths, config, conversation_id, learned, about, report, progr
             ids = {e["id"] for e in learned}
             for e in learned:
                 if e["status"] == "active":
-                    _rebuild(paths, config, journal, e, ids, why, report, progress, options)
+                    _rebuild(paths, config, journal, e, ids, conversation_id, report,
+                             progress, options)
                 else:
                     journal.drop_expert(e["id"], why)
                     report.dropped.append((e["path"], f"retired; it {why}"))
@@ -162,12 +178,15 @@ def _reach_weights(paths, config, conversation_id, learned, about, report, progr
     report.merge = merge_if_needed(paths, config, progress)
 
 
-def _rebuild(paths, config, journal, expert, forgetting_ids, why, report, progress,
+def _rebuild(paths, config, journal, expert, forgetting_ids, forgotten, report, progress,
              options) -> None:
     """Learn the expert's other conversations again into its replacement."""
     from .sleep.episode import Episode
     from .sleep.job import Basis, learn_episode
 
+    why = f"held forgotten conversation {forgotten}"
+    # Kept with the rebuild's sleep row, for `sleep --report` and `status`.
+    about = {"rebuilds": expert["path"], "forgotten": forgotten}
     episode = Episode.of(journal, journal.expert_sources([expert["id"]]))
     if episode.empty:
         report.pending_again += journal.drop_expert(expert["id"], why)
@@ -179,7 +198,8 @@ def _rebuild(paths, config, journal, expert, forgetting_ids, why, report, progre
 
     def record(journal_, sleep_id, name, config_json, probes, metrics):
         return journal_.replace_expert(expert["id"], sleep_id, name, config_json,
-                                       episode.conversation_ids, probes, metrics, why)
+                                       episode.conversation_ids, probes,
+                                       {**metrics, **about}, why)
 
     basis = Basis(wear, earlier, expert["level"], record)
     sleep_id = journal.begin_sleep("rebuild")
@@ -190,12 +210,15 @@ def _rebuild(paths, config, journal, expert, forgetting_ids, why, report, progre
                               basis)
     except BaseException as e:
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        journal.end_sleep(sleep_id, status, {}, error=f"{type(e).__name__}: {e}"[:500])
+        journal.end_sleep(sleep_id, status, about, error=f"{type(e).__name__}: {e}"[:500])
         raise
     if night.status == "succeeded":
         new = next(r["path"] for r in journal.active_experts() if r["id"] == night.expert_id)
         report.rebuilt.append((name, new))
     else:
+        # Recorded as rejected already; now with what it was rebuilding.
+        journal.end_sleep(sleep_id, night.status, {**night.metrics, **about},
+                          error="; ".join(night.reasons))
         report.pending_again += journal.drop_expert(expert["id"], why)
         report.dropped.append((name, "its rebuild was rejected: " + "; ".join(night.reasons)))
 

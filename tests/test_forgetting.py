@@ -69,7 +69,10 @@ def test_forget_rebuilds_the_expert_without_the_conversation(paths, journal, tmp
     assert rebuilt["path"] == new and rebuilt["level"] == "nightly"
     assert journal.expert_sources([rebuilt["id"]]) == [kept]
     assert {p["conversation_id"] for p in journal.expert_probes([rebuilt["id"]])} == {kept}
-    assert journal.sleeps(kind="rebuild")[0].status == "succeeded"
+    [rebuild] = journal.sleeps(kind="rebuild")
+    assert rebuild.status == "succeeded"
+    assert (rebuild.metrics["rebuilds"], rebuild.metrics["forgotten"]) == (old, gone)
+    assert journal.expert_made_by(rebuild.id)["path"] == new
     assert status_of(journal, "conversations", kept) == "consolidated"
     assert journal.current_version().expert_ids == tuple(sorted(r["id"] for r in active))
     # Nothing on disk holds it: not the journal (text, probes), not an expert's or a
@@ -116,6 +119,33 @@ def test_an_expert_with_nothing_else_to_learn_is_deleted(home, journal):
     assert report.check["probes"] == 1 and report.merge.status == "merged"
     assert journal.current_version().expert_ids == (e2,)
     assert "expert night-0001 deleted (nothing else was learned in it)" in report.summary()
+
+
+def test_a_rejected_rebuild_is_recorded_with_what_it_rebuilt(home, journal, monkeypatch):
+    from pocketsleep.sleep import job
+
+    def rejected(paths, config, options, journal_, episode, sleep_id, *rest):
+        metrics = {"conversations": list(episode.conversation_ids)}
+        journal_.end_sleep(sleep_id, "rejected", metrics, error="generic answers drifted")
+        return job.SleepReport("rejected", sleep_id, reasons=["generic answers drifted"],
+                               metrics=metrics)
+
+    monkeypatch.setattr(job, "learn_episode", rejected)
+    dog, cat = (journal.log_conversation([{"role": "user", "content": f"My {t} is Rex."}])
+                for t in ("dog", "cat"))
+    home.write_expert("night-0001", seed=1)
+    e1 = journal.accept_expert(journal.begin_sleep(), "nightly", "night-0001", {}, [dog, cat],
+                               [], {})
+
+    report = forget_conversation(home.paths, home.config, dog)
+
+    assert report.dropped == [("night-0001", "its rebuild was rejected: generic answers "
+                                             "drifted")]
+    assert report.pending_again == [cat] and status_of(journal, "experts", e1) == "pruned"
+    [rebuild] = journal.sleeps(kind="rebuild")
+    assert (rebuild.status, rebuild.error) == ("rejected", "generic answers drifted")
+    assert rebuild.metrics == {"conversations": [cat], "rebuilds": "night-0001",
+                               "forgotten": dog}
 
 
 def test_a_retired_expert_that_learned_it_is_deleted_too(home, journal):

@@ -3,6 +3,10 @@
 The app owns what outlives one screen: the journal (used on this thread only), the
 engine (created by `engine_factory` in a thread worker, so the window appears at
 once and says "loading model…" meanwhile), and background subcommand jobs.
+
+When the chat talks to the personal model (`follows_personal_model`), a new version
+made while it is open (a nightly merge, Sleep now, a forget, a rollback) is loaded
+before the next answer, never during one.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from pocketsleep.backends.base import Engine, GenerationOptions
 from pocketsleep.config import Paths
 from pocketsleep.journal import Journal
 from pocketsleep.text import printable
+from pocketsleep.versions.layout import personal_model_state
 
 from .commands import chat_commands
+from .info import personal_model_version
 from .jobs import Job
 from .screens import ChatScreen, ConfirmScreen, HelpScreen
 from .screens.answering import describe_error
@@ -57,6 +63,7 @@ class PocketsleepApp(App):
         conversation_id: int | None = None,
         options: GenerationOptions | None = None,
         notices: Iterable[str] = (),
+        follows_personal_model: bool = False,
     ) -> None:
         super().__init__()
         self.journal = journal
@@ -67,6 +74,11 @@ class PocketsleepApp(App):
         self.engine_state = "loading"  # loading | ready | failed
         self.engine_error: str | None = None
         self.engine_lock = threading.Lock()  # held while the engine computes
+        self.follows_personal_model = follows_personal_model
+        # What the personal model was made of when the engine was loaded, and its label.
+        self.loaded_state: tuple | None = None
+        self.loaded_label: str | None = None
+        self.switching = False  # reloading because the personal model changed
         self.jobs: list[Job] = []
         self.chat = ChatScreen(conversation_id)
         self.notices = list(notices)  # told once the window is up (a missed night...)
@@ -84,15 +96,36 @@ class PocketsleepApp(App):
             return f"{self.engine.name} · {self.engine.model_label}"
         return "loading model…" if self.engine_state == "loading" else "no model"
 
-    def load_engine(self) -> None:
+    def load_engine(self, replacing: Engine | None = None) -> None:
         self.engine_state, self.engine_error = "loading", None
+        if self.follows_personal_model:
+            self.loaded_state = personal_model_state(self.journal)
+            self.loaded_label = personal_model_version(self.journal, self.paths)
         if self.chat.is_mounted:
             self.chat.refresh_status()
-        self.run_worker(self._create_engine, name="load-engine", group="engine",
-                        thread=True, exit_on_error=False)
+        self.run_worker(partial(self._create_engine, replacing), name="load-engine",
+                        group="engine", thread=True, exit_on_error=False)
 
-    def _create_engine(self) -> None:
-        """Thread body: run the (slow) factory; report back by message."""
+    def engine_out_of_date(self) -> bool:
+        """Has the personal model changed since the engine was loaded?"""
+        return (self.follows_personal_model and self.engine is not None
+                and personal_model_state(self.journal) != self.loaded_state)
+
+    def reload_engine(self) -> None:
+        """Load the personal model as it is now. Called between two answers only: the
+        next one waits for the new engine (ChatScreen.engine_ready starts it)."""
+        old, self.engine = self.engine, None
+        self.switching = True
+        self.load_engine(replacing=old)
+
+    def _create_engine(self, replacing: Engine | None = None) -> None:
+        """Thread body: free the engine being replaced, run the (slow) factory; report
+        back by message."""
+        if replacing is not None:
+            # Freed first: two models in memory may not fit. An answer stopped a
+            # moment ago lets go of the lock at its next piece.
+            with self.engine_lock:
+                _close_quietly(replacing)
         try:
             engine = self.engine_factory()
         except Exception as e:  # a missing model must not take the app down
@@ -102,11 +135,14 @@ class PocketsleepApp(App):
 
     def on_pocketsleep_app_engine_ready(self, message: EngineReady) -> None:
         self.engine, self.engine_state = message.engine, "ready"
+        if self.switching:
+            self.switching = False
+            self.notify(f"Your personal model changed: answering with {self.loaded_label}.")
         self.chat.refresh_status()
         self.chat.engine_ready()
 
     async def on_pocketsleep_app_engine_failed(self, message: EngineFailed) -> None:
-        self.engine_state = "failed"
+        self.engine_state, self.switching = "failed", False
         self.engine_error = describe_error(message.error)
         self.notify(f"Could not load the model: {self.engine_error}", severity="error",
                     timeout=15)
@@ -117,9 +153,7 @@ class PocketsleepApp(App):
         # Never free a model another thread is still computing with.
         if self.engine is not None and self.engine_lock.acquire(timeout=ENGINE_CLOSE_WAIT_S):
             try:
-                self.engine.close()
-            except Exception:
-                pass
+                _close_quietly(self.engine)
             finally:
                 self.engine_lock.release()
         self.engine = None
@@ -127,13 +161,15 @@ class PocketsleepApp(App):
     # -- background subcommands ----------------------------------------------------
 
     async def run_subcommand(self, title: str, *args: str,
-                             argv_prefix: list[str] | None = None) -> Job:
-        """Run `pocketsleep <args>` in its own process, its progress shown in the chat."""
+                             argv_prefix: list[str] | None = None,
+                             outcome_from: str | None = None) -> Job:
+        """Run `pocketsleep <args>` in its own process, its progress shown in the chat;
+        `outcome_from`: see Job."""
         for job in self.jobs:
             if job.running and job.args == list(args):
                 self.notify(f"{job.title} is already running.", severity="warning")
                 return job
-        job = Job(title, list(args), self.paths, argv_prefix)
+        job = Job(title, list(args), self.paths, argv_prefix, outcome_from)
         self.jobs.append(job)
         view = await self.chat.query_one(JobPanel).add(job)
         self.run_worker(partial(job.run, view.post_message), name=f"job-{job.id}",
@@ -143,13 +179,16 @@ class PocketsleepApp(App):
     def on_job_finished(self, message: Job.Finished) -> None:
         job = next((j for j in self.jobs if j.id == message.job_id), None)
         title = job.title if job else "Job"
+        outcome = job.outcome() if job else None
         if message.returncode == 0:
-            self.notify(f"{title} finished.")
+            self.notify(outcome or f"{title} finished.", timeout=15 if outcome else None)
         else:
             self.notify(f"{title} failed (exit {message.returncode}): {message.last_line}",
                         severity="error", timeout=15)
         self.jobs = [j for j in self.jobs if j.running]
-        self.chat.refresh_all()  # a sleep changes statuses and the last-sleep line
+        # A sleep or a forget changes statuses, the last-sleep line and the personal
+        # model (loaded again before the next answer).
+        self.chat.refresh_all()
 
     # -- palette, help, quit ---------------------------------------------------------
 
@@ -197,3 +236,10 @@ class PocketsleepApp(App):
         for job in self.jobs:
             job.stop()
         self._close_engine()
+
+
+def _close_quietly(engine: Engine) -> None:
+    try:
+        engine.close()
+    except Exception:  # closing must never take the app down
+        pass

@@ -40,7 +40,8 @@ def chat_commands(app: "PocketsleepApp", chat: "ChatScreen") -> Iterable[SystemC
         yield SystemCommand("Rename conversation", "Give this conversation a title (F2)",
                             chat.action_rename)
         yield SystemCommand("Forget conversation",
-                            "Delete this conversation from the journal for good (F8)",
+                            "Delete this conversation for good, and what was learned from it"
+                            " (F8)",
                             chat.action_forget)
     if chat.is_private:
         yield SystemCommand("Mark conversation not private",

@@ -36,6 +36,9 @@ class Generation:
         self.prompt = prompt
         self.cancelled = threading.Event()
         self.parts: list[str] = []
+        # The personal model's version answering (Engine.personal_version), set when
+        # it starts: the journal records which version wrote each answer.
+        self.model_version: int | None = None
 
     @property
     def text(self) -> str:

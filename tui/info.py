@@ -74,11 +74,15 @@ def next_scheduled_sleep(paths: Paths | None) -> dt.datetime | None:
     return next_run(schedule.time_of_day, dt.datetime.now())
 
 
-def gather_status(journal: Journal, paths: Paths | None, engine: str) -> StatusInfo:
+def gather_status(journal: Journal, paths: Paths | None, engine: str,
+                  switch_pending: bool = False) -> StatusInfo:
+    """`switch_pending`: the personal model changed since the engine was loaded; the
+    chat loads the new one before its next answer."""
     nxt = next_scheduled_sleep(paths)
+    personal = personal_model_version(journal, paths)
     return StatusInfo(
         engine=engine,
-        personal_model=personal_model_version(journal, paths),
+        personal_model=f"{personal} (from the next answer)" if switch_pending else personal,
         last_sleep=describe_sleep(journal.last_sleep()),
         waiting=journal.counts()["waiting"],
         next_sleep="not scheduled" if nxt is None else nxt.strftime("%Y-%m-%d %H:%M"),

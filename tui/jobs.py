@@ -59,6 +59,7 @@ class Job:
         args: list[str],
         paths: Paths | None = None,
         argv_prefix: list[str] | None = None,
+        outcome_from: str | None = None,
     ):
         self.id = next(_ids)
         self.title = title
@@ -68,6 +69,9 @@ class Job:
         self.process: subprocess.Popen | None = None
         self.tail: list[str] = []
         self.returncode: int | None = None
+        # The first line of the command's closing report ("Forgot conversation 3: ..."),
+        # which then is told as the job's outcome.
+        self.outcome_from = outcome_from
         self._stop_requested = False
 
     @property
@@ -77,6 +81,14 @@ class Job:
     @property
     def running(self) -> bool:
         return self.returncode is None
+
+    def outcome(self) -> str | None:
+        """The command's closing report (from its last line starting with
+        `outcome_from` to the end of its output), if it printed one."""
+        if self.outcome_from is None:
+            return None
+        starts = [i for i, line in enumerate(self.tail) if line.startswith(self.outcome_from)]
+        return "\n".join(self.tail[starts[-1]:]) if starts else None
 
     class Output(Message):
         def __init__(self, job_id: int, line: str, progress: float | None) -> None:

@@ -59,7 +59,8 @@ def command(obj: CliContext, question: str, model: str | None, engine: str | Non
         journal = obj.journal
         cid = journal.start_conversation(title=question[:60], source="ask")
         journal.add_message(cid, "user", question)
-        journal.add_message(cid, "assistant", answer, token_count=llm.count_tokens(answer))
+        journal.add_message(cid, "assistant", answer, token_count=llm.count_tokens(answer),
+                            model_version=llm.personal_version)
     if as_json:
         click.echo(json.dumps({
             "question": question,

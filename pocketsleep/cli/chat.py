@@ -42,7 +42,8 @@ def command(obj: CliContext, model: str | None, engine: str | None,
 
         return open_engine(paths, config, model=model, engine=engine)
 
-    if model is None or model == config.model:  # the personal model
+    personal = model is None or model == config.model
+    if personal:
         from .models import merge_at_start
 
         merge_at_start(obj)  # a missed morning merge, before the app takes the screen
@@ -57,4 +58,5 @@ def command(obj: CliContext, model: str | None, engine: str | None,
             notices.append("The nightly sleep is running: it learns from your conversations "
                            "as they were when it started.")
         PocketsleepApp(journal, engine_factory, paths=paths,
-                       conversation_id=conversation_id, notices=notices).run()
+                       conversation_id=conversation_id, notices=notices,
+                       follows_personal_model=personal).run()

@@ -22,22 +22,19 @@ def command(obj: CliContext, conversation_id: int, yes: bool, verbose: bool) -> 
     that held it are deleted, the model is merged again, and the questions about
     it are asked to check they are no longer answered.
     """
-    from ..forgetting import forget_conversation
+    from ..forgetting import forget_conversation, learned_from, rebuild_note
 
     journal = obj.journal
     conversation = journal.conversation(conversation_id)
-    learned = [e for e in journal.experts_that_learned(conversation_id)
-               if e["status"] != "pruned"]
+    learned = learned_from(journal, conversation_id)
     if conversation.status == "forgotten" and not learned:
         click.echo(f"Conversation {conversation_id} is already forgotten.")
         return
     if not yes:
         question = (f"Forget conversation {conversation_id} "
                     f"({conversation.message_count} messages)?")
-        rebuilt = [e["path"] for e in learned if e["status"] == "active"]
-        if rebuilt:
-            question += (f" Expert{'s' * (len(rebuilt) > 1)} {', '.join(rebuilt)} learned "
-                         "from it and will be rebuilt without it (minutes).")
+        if rebuild_note(learned):
+            question += " " + rebuild_note(learned)
         click.confirm(question, abort=True)
     progress = ProgressLine(verbose)
     try:

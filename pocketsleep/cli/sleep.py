@@ -148,12 +148,19 @@ def tell(memory, merged) -> None:
 
 
 def print_report(obj: CliContext, as_json: bool) -> None:
+    from . import sleep_runs
+
     last = obj.journal.last_sleep()
     if last is None:
         click.echo("No sleep yet.")
         return
+    # The consolidations at the end of that night, and the rebuilds of a forget since.
+    runs = sleep_runs.since_last_night(obj.journal)
     if as_json:
-        click.echo(json.dumps(last.__dict__, indent=2, default=str))
+        out = {**last.__dict__, **{f"{kind}s": [sleep_runs.as_json(obj.journal, r)
+                                                for r in runs if r.kind == kind]
+                                   for kind in sleep_runs.KINDS}}
+        click.echo(json.dumps(out, indent=2, default=str))
         return
     m = last.metrics
     click.echo(f"Sleep #{last.id}: {last.status}, {last.started_at} → {last.ended_at or '…'}")
@@ -173,3 +180,6 @@ def print_report(obj: CliContext, as_json: bool) -> None:
             click.echo(f"  held-out log-prob {b.get('heldout_logprob')} → "
                        f"{a.get('heldout_logprob')}; drift KL {g.get('drift_kl')}; "
                        f"perplexity change {g.get('ppl_change')}")
+    for run in runs:
+        for line in sleep_runs.describe(obj.journal, run):
+            click.echo(printable(line))

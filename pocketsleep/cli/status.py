@@ -11,6 +11,7 @@ from .. import __version__
 from ..tui.info import personal_model_version
 from ..text import printable
 from ..versions.storage import disk_use
+from . import sleep_runs
 from .context import CliContext
 
 
@@ -49,7 +50,18 @@ def gather(obj: CliContext) -> dict:
         "disk_bytes": disk_usage(obj.paths.home),
         "disk": disk_use(obj.paths),
         "personal_model": personal_model_version(journal, obj.paths),
+        **{f"last_{kind}": last_run(journal, kind) for kind in sleep_runs.KINDS},
     }
+
+
+def last_run(journal, kind: str) -> dict | None:
+    """The last consolidation or rebuild: what it did, and the gate's verdict."""
+    found = journal.sleeps(limit=1, kind=kind)
+    if not found:
+        return None
+    run = found[0]
+    return {"id": run.id, "started_at": run.started_at, "status": run.status,
+            "error": run.error, "summary": sleep_runs.what_it_did(journal, run)}
 
 
 @click.command("status")
@@ -87,6 +99,9 @@ def command(obj: CliContext, as_json: bool) -> None:
         ("experts", f"{c['active_experts']} active"),
         ("personal model", f"{info['personal_model']} (`pocketsleep models` lists versions)"),
         ("last sleep", last_text),
+        *[(kind, f"#{r['id']} {r['started_at']} {r['status']}: {r['summary']}"
+           + (f" ({r['error']})" if r["error"] else ""))
+          for kind in sleep_runs.KINDS if (r := info[f"last_{kind}"])],
         ("disk use", ", ".join(f"{k} {human_bytes(v)}" for k, v in info["disk"].items()
                                if k not in ("total", "other") and v)),
     ]

@@ -63,6 +63,14 @@ def active_expert_ids(journal: Journal) -> tuple[int, ...]:
     return tuple(sorted(r["id"] for r in journal.active_experts()))
 
 
+def personal_model_state(journal: Journal) -> tuple[int | None, tuple[int, ...]]:
+    """What the personal model is made of now: the current version and the active
+    experts. A model loaded before this changed (a merge, a sleep, a rollback, a
+    forget) is out of date: the chat loads it again between two answers."""
+    current = journal.current_version()
+    return (current.id if current else None), active_expert_ids(journal)
+
+
 def usable_version(journal: Journal, paths: Paths, base_spec: str) -> VersionFiles | None:
     """The current version, if the engines may wear it for `base_spec` right now."""
     current = journal.current_version()

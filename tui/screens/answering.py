@@ -5,7 +5,9 @@ Journal rules (the journal is only used on this, the main, thread):
   nothing already sent;
 - the answer is committed when complete; a stopped (Esc) or failed one is committed
   with state="cancelled" and whatever text had arrived (nothing if none had);
-- the conversation itself is started in the journal by its first user message.
+- the conversation itself is started in the journal by its first user message;
+- each answer records the personal model's version that wrote it; a version made
+  while the chat is open is loaded before the next answer (PocketsleepApp.reload_engine).
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ class Answering:
             MessageView("assistant", streaming=True))
         self.set_answering(True)
         self.refresh_bindings()
+        if self.app.engine_out_of_date():
+            self.app.reload_engine()  # between two answers; this one waits for it
         if self.app.engine is not None:
             self._launch(generation)
         else:
@@ -99,6 +103,7 @@ class Answering:
     def _launch(self, generation: Generation) -> None:
         app = self.app
         self._started.add(generation.id)
+        generation.model_version = app.engine.personal_version
         if self.answer_view is not None:
             self.answer_view.mark("-waiting", False)
         self.run_worker(
@@ -169,7 +174,8 @@ class Answering:
     def _store_answer(self, g: Generation, text: str, state: str, tokens: int | None) -> None:
         try:
             self.journal.add_message(g.conversation_id, "assistant", text,
-                                     token_count=tokens, state=state)
+                                     token_count=tokens, state=state,
+                                     model_version=g.model_version)
         except Exception as e:
             self.app.notify(f"Could not save the answer: {describe_error(e)}",
                             severity="error")

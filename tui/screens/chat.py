@@ -1,7 +1,7 @@
 """The main screen: conversations on the left, the open one on the right, status below.
 
-Conversation actions live here (new, open, rename, forget, private, copy); taking
-turns with the model is in answering.py. All journal calls go through `self.journal`
+Conversation actions live here (new, open, rename, private, copy); taking turns with
+the model is in answering.py, forgetting (F8) in forgetting.py. All journal calls go through `self.journal`
 (the app's Journal) on the main thread.
 """
 
@@ -18,14 +18,14 @@ from pocketsleep.text import one_line
 from ..info import gather_status
 from ..widgets import ChatLog, ConversationList, JobPanel, PromptInput, StatusBar
 from .answering import Answering, describe_error
-from .confirm import ConfirmScreen
+from .forgetting import Forgetting
 from .rename import RenameScreen
 
 STATUS_REFRESH_S = 30.0
 PRIVATE_NOTE = "● private: never learned from during sleep"
 
 
-class ChatScreen(Answering, Screen):
+class ChatScreen(Answering, Forgetting, Screen):
     BINDINGS = [
         Binding("escape", "stop", "Stop answer",
                 tooltip="Stop the answer being written (what arrived is kept)"),
@@ -35,7 +35,8 @@ class ChatScreen(Answering, Screen):
         Binding("ctrl+t", "toggle_private", "Private",
                 tooltip="Mark this conversation private (never learned from) or not"),
         Binding("f8", "forget", "Forget",
-                tooltip="Forget this conversation: delete it from the journal (asks first)"),
+                tooltip="Forget this conversation: delete it from the journal, and what was"
+                        " learned from it from the model (asks first)"),
         Binding("ctrl+y", "copy_last", "Copy answer", tooltip="Copy the last answer"),
     ]
 
@@ -88,7 +89,9 @@ class ChatScreen(Answering, Screen):
             self.refresh_bindings()  # the footer shows only what applies now
 
     def refresh_sidebar(self) -> None:
-        self.query_one(ConversationList).show(self.journal.conversations(), self.conversation_id)
+        hidden = self.forgetting_ids()  # their text is about to go
+        shown = [c for c in self.journal.conversations() if c.id not in hidden]
+        self.query_one(ConversationList).show(shown, self.conversation_id)
 
     def refresh_title(self) -> None:
         if self.conversation_id is None:
@@ -101,7 +104,8 @@ class ChatScreen(Answering, Screen):
         label.set_class(private, "-private")
 
     def refresh_status(self) -> None:
-        info = gather_status(self.journal, self.app.paths, self.app.engine_label())
+        info = gather_status(self.journal, self.app.paths, self.app.engine_label(),
+                             self.app.engine_out_of_date())
         self.query_one(StatusBar).show(info)
 
     def set_answering(self, answering: bool) -> None:
@@ -129,7 +133,7 @@ class ChatScreen(Answering, Screen):
         except Exception as e:
             self.app.notify(describe_error(e), severity="error")
             return False
-        if conversation.status == "forgotten":
+        if conversation.status == "forgotten" or conversation_id in self.forgetting_ids():
             self.app.notify(f"Conversation {conversation_id} was forgotten.", severity="error")
             return False
         self.conversation_id = conversation_id
@@ -169,30 +173,6 @@ class ChatScreen(Answering, Screen):
                 self.refresh_all()
 
         self.app.push_screen(RenameScreen(current), done)
-
-    def action_forget(self) -> None:
-        if self.conversation_id is None:
-            self.app.notify("Nothing to forget: this conversation is not saved yet.",
-                            severity="warning")
-            return
-        cid = self.conversation_id
-        c = self.journal.conversation(cid)
-        question = (f"Forget “{one_line(c.display_title, 50)}”? Its {c.message_count} messages"
-                    " are deleted from the journal for good and never learned from.")
-
-        async def done(yes: bool | None) -> None:
-            if not yes:
-                return
-            if self.generation is not None and self.generation.conversation_id == cid:
-                await self.action_stop()
-            ok, removed = self._journal_call(self.journal.forget, cid)
-            if ok:
-                self.app.notify(f"Forgot the conversation ({removed} messages deleted).")
-            if self.conversation_id == cid:
-                await self.action_new()
-            self.refresh_all()
-
-        self.app.push_screen(ConfirmScreen(question, yes="Forget"), done)
 
     def action_toggle_private(self) -> None:
         private = not self.is_private
