@@ -159,7 +159,8 @@ def print_report(obj: CliContext, as_json: bool) -> None:
     if as_json:
         out = {**last.__dict__, **{f"{kind}s": [sleep_runs.as_json(obj.journal, r)
                                                 for r in runs if r.kind == kind]
-                                   for kind in sleep_runs.KINDS}}
+                                   for kind in sleep_runs.KINDS},
+               "dream_policies": obj.journal.dream_policies(limit=POLICY_NIGHTS)}
         click.echo(json.dumps(out, indent=2, default=str))
         return
     m = last.metrics
@@ -180,6 +181,46 @@ def print_report(obj: CliContext, as_json: bool) -> None:
             click.echo(f"  held-out log-prob {b.get('heldout_logprob')} → "
                        f"{a.get('heldout_logprob')}; drift KL {g.get('drift_kl')}; "
                        f"perplexity change {g.get('ppl_change')}")
+        for line in dream_lines(m.get("dream")):
+            click.echo(printable(line))
     for run in runs:
         for line in sleep_runs.describe(obj.journal, run):
             click.echo(printable(line))
+    for line in policy_lines(obj.journal.dream_policies(limit=POLICY_NIGHTS)):
+        click.echo(line)
+
+
+# How many nights of the dream policy's evolution the report shows.
+POLICY_NIGHTS = 7
+
+
+def dream_lines(d: dict | None) -> list[str]:
+    """The night's dreaming (metrics["dream"]), in a few lines."""
+    if not d:
+        return []
+    if not d.get("ran"):
+        return ["  dreaming: off"]
+    arms = ", ".join(f"{a} {n}" for a, n in sorted(d.get("by_arm", {}).items()))
+    r = d.get("rehearsal", {})
+    lines = [f"  dreaming: {d['candidates']} dreams written ({arms or 'none usable'}), "
+             f"{d['kept']} kept by {d['selection']} selection, {d['replayed']} earlier "
+             f"replayed; diversified by {d['diversifier']}; {r.get('steps')} rehearsal "
+             f"steps, loss {r.get('loss_first_quarter')} → {r.get('loss_last_quarter')}"]
+    trials = d.get("trials") or []
+    if trials:
+        won = sum(t["reward"] > 0 for t in trials)
+        lines.append(f"  dream trials: {won} of {len(trials)} improved the held-out probes")
+    return lines
+
+
+def policy_lines(history: list[dict]) -> list[str]:
+    """The dream policy over the last nights, oldest first: one row per writer."""
+    if not history:
+        return []
+    history = history[::-1]
+    lines = [f"  dream policy, last {len(history)} night(s) (sleep "
+             + " ".join(f"#{h['sleep_id']}" for h in history) + "):"]
+    for arm in history[-1]["probabilities"]:
+        values = " ".join(f"{h['probabilities'].get(arm, 0):.2f}" for h in history)
+        lines.append(f"    {arm:<20} {values}")
+    return lines

@@ -51,7 +51,26 @@ def gather(obj: CliContext) -> dict:
         "disk": disk_use(obj.paths),
         "personal_model": personal_model_version(journal, obj.paths),
         **{f"last_{kind}": last_run(journal, kind) for kind in sleep_runs.KINDS},
+        "dream_policy": dream_policy(journal),
     }
+
+
+def dream_policy(journal) -> dict | None:
+    """The dream generator's policy after the last night that dreamt, and how many
+    nights have updated it."""
+    history = journal.dream_policies()
+    if not history:
+        return None
+    return {"nights": len(history), "probabilities": history[0]["probabilities"]}
+
+
+def dream_text(policy: dict | None) -> str:
+    if policy is None:
+        return "no night has dreamt yet"
+    p = sorted(policy["probabilities"].items(), key=lambda kv: -kv[1])
+    return (", ".join(f"{arm} {v:.2f}" for arm, v in p)
+            + f" (policy over dream writers after {policy['nights']} night(s); "
+            "`sleep --report` shows its evolution)")
 
 
 def last_run(journal, kind: str) -> dict | None:
@@ -102,6 +121,7 @@ def command(obj: CliContext, as_json: bool) -> None:
         *[(kind, f"#{r['id']} {r['started_at']} {r['status']}: {r['summary']}"
            + (f" ({r['error']})" if r["error"] else ""))
           for kind in sleep_runs.KINDS if (r := info[f"last_{kind}"])],
+        ("dreaming", dream_text(info["dream_policy"])),
         ("disk use", ", ".join(f"{k} {human_bytes(v)}" for k, v in info["disk"].items()
                                if k not in ("total", "other") and v)),
     ]
