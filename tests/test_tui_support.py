@@ -12,6 +12,7 @@ import time
 from typing import Callable
 
 from pocketsleep.backends.fake import FakeEngine
+from pocketsleep.journal import Journal
 from pocketsleep.tui.app import PocketsleepApp
 
 SIZE = (120, 36)
@@ -85,3 +86,29 @@ def turns(prompt: list[dict]) -> list[dict]:
 
 def rows(journal, conversation_id: int) -> list[tuple[str, str, str]]:
     return [(m.role, m.content, m.state) for m in journal.messages(conversation_id)]
+
+
+class VersionEngine(FakeEngine):
+    """A scripted engine that, as open_engine does, says which version it loaded."""
+
+    def __init__(self, number: int, version: int | None, delay: float = 0.0):
+        super().__init__(model_label=f"engine {number}", delay=delay)
+        self.personal_version = version
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def engines_from(paths, delay: float = 0.0):
+    """An engine factory reading the current version from the journal, as open_engine
+    does (its own connection: it runs in a worker thread); and what it made."""
+    made: list[VersionEngine] = []
+
+    def factory() -> VersionEngine:
+        with Journal.open(paths.journal) as journal:
+            current = journal.current_version()
+        made.append(VersionEngine(len(made) + 1, current.id if current else None, delay))
+        return made[-1]
+
+    return factory, made

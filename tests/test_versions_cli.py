@@ -136,6 +136,34 @@ def test_chat_merges_before_the_app_starts(capsys, home, journal, monkeypatch):
     assert started[0].id == 1  # merged before the app ran
 
 
+def test_ask_log_records_the_version_that_answered(capsys, home, journal):
+    def logged_answer():
+        code, _, err = run(capsys, "ask", "Where is Rex?", "--engine", "mlx",
+                           "--max-tokens", "2", "--log")
+        assert code == 0, err
+        return journal.messages(journal.conversations()[-1].id)[-1]
+
+    assert logged_answer().model_version is None  # the base model: no version yet
+    home.night(journal, "dog", seed=1)
+    merge_if_needed(home.paths, home.config)
+    answer = logged_answer()
+    assert (answer.role, answer.model_version) == ("assistant", 1)
+    question = journal.messages(answer.conversation_id)[0]
+    assert question.model_version is None  # the user wrote it
+
+
+def test_the_chat_follows_the_personal_model_only(capsys, home, journal, monkeypatch):
+    pytest.importorskip("textual")
+    from pocketsleep.tui.app import PocketsleepApp
+
+    follows = []
+    monkeypatch.setattr(PocketsleepApp, "run", lambda self: follows.append(
+        self.follows_personal_model))
+    assert run(capsys, "chat")[0] == 0
+    assert run(capsys, "chat", "--model", "someone/else")[0] == 0
+    assert follows == [True, False]
+
+
 def test_status_shows_the_version_and_disk_use(capsys, home, journal):
     home.night(journal, "dog", seed=1)
     merge_if_needed(home.paths, home.config)
