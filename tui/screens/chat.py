@@ -35,8 +35,7 @@ class ChatScreen(Answering, Forgetting, Screen):
         Binding("ctrl+t", "toggle_private", "Private",
                 tooltip="Mark this conversation private (never learned from) or not"),
         Binding("f8", "forget", "Forget",
-                tooltip="Forget this conversation: delete it from the journal, and what was"
-                        " learned from it from the model (asks first)"),
+                tooltip="Forget this conversation and what was learned (asks first)"),
         Binding("ctrl+y", "copy_last", "Copy answer", tooltip="Copy the last answer"),
     ]
 

@@ -44,6 +44,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(table)
             yield Static(
                 "Private conversations are never learned from during sleep."
-                " Forget deletes a conversation's text from the journal for good.",
+                " Forget deletes a conversation for good: its text, and what the model"
+                " learned from it.",
                 classes="note",
             )
