@@ -81,11 +81,11 @@ def test_a_boosted_earlier_expert_is_on_while_dreaming_and_off_afterwards(setup,
 
 def test_no_random_expert_switches_nothing_on(setup):
     io, _, _ = setup
-    name, ctx = diversify.pick(io.model, [{"path": "night-0001"}], lambda p: p,
-                               FAST.but(dream_random_expert=False), random.Random(0))
-    assert name == "none"
-    name, _ = diversify.pick(io.model, [], lambda p: p, FAST, random.Random(0))
-    assert name == "noise"  # the first night has no earlier expert to boost
+    name, _, boosted = diversify.pick(io.model, [{"path": "night-0001"}], lambda p: p,
+                                      FAST.but(dream_random_expert=False), random.Random(0))
+    assert (name, boosted) == ("none", None)
+    name, _, boosted = diversify.pick(io.model, [], lambda p: p, FAST, random.Random(0))
+    assert (name, boosted) == ("noise", None)  # the first night: no earlier expert
 
 
 def test_selection_keeps_the_dreams_with_the_largest_gradients(setup):
@@ -162,9 +162,9 @@ def test_requests_and_related_probes():
     assert generate.usable_request("paraphrase/topic", "Tell me about my sister.")
     assert not generate.usable_request("qa/direct", "Statement: My dog?")
     assert not generate.usable_request("qa/direct", "")
-    earlier = [("What is my job?", "nurse"), ("What kind of diet do I follow?", "vegetarian")]
+    earlier = [("What is my job?", (1,)), ("What kind of diet do I follow?", (2,))]
     assert generate.related_probe("I switched my diet: I'm pescatarian now.", earlier) == \
-        "What kind of diet do I follow?"
+        ("What kind of diet do I follow?", (2,))
     assert generate.related_probe("I love green tea.", earlier) is None
 
 
@@ -174,15 +174,20 @@ def test_written_dreams_keep_their_conversation_and_updates_are_dated(setup, mon
     monkeypatch.setattr(generate, "usable_request", lambda arm, text: bool(text))
     monkeypatch.setattr(generate.selfstudy, "usable_answer", lambda *a: True)
     episode = Episode((7, 9), (tuple(DAY[0]), tuple(DAY[1])), ("2026-03-02", "2026-03-03"))
-    earlier = [("Where does my sister live?", "Porto")]
+    earlier = [("Where does my sister live?", (3,))]
     arms = ["update/as-of", "qa/direct", "update/as-of", "scenario/situation"] * 2
-    dreams = generate.write_dreams(io, episode, arms, earlier, max_tokens=6, seed=0)
+    dreams = generate.write_dreams(io, episode, arms, earlier, max_tokens=6, seed=0,
+                                   carried=(5,))
     assert dreams, "nothing written"
     for d in dreams:
-        assert d.conversation_ids in ((7,), (9,)) and d.content
+        # Its own conversation, and the boosted expert's (carried) among its sources.
+        assert 5 in d.conversation_ids and len({7, 9} & set(d.conversation_ids)) == 1
+        assert d.content
         if d.kind == "update":
-            date = "2026-03-02" if d.conversation_ids == (7,) else "2026-03-03"
+            date = "2026-03-02" if 7 in d.conversation_ids else "2026-03-03"
             assert d.content.startswith(f"As of {date}, ")
-    # The statement about Anna in Lisbon is asked the earlier probe about the sister.
-    updates = [d for d in dreams if d.kind == "update" and d.conversation_ids == (7,)]
-    assert any(d.request == "Where does my sister live?" for d in updates)
+    # The statement about Anna in Lisbon is asked the earlier probe about the sister,
+    # and the probe's conversation is a source of that dream.
+    quoting = [d for d in dreams if d.request == "Where does my sister live?"]
+    assert quoting and all(d.kind == "update" and d.conversation_ids == (3, 5, 7)
+                           for d in quoting)

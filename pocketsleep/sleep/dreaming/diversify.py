@@ -87,12 +87,13 @@ def boosted_expert(model, folder: Path, boost: float):
 
 
 def pick(model, wear: list[dict], expert_folder, options, rng: random.Random):
-    """(what it is, a context manager switching it on) for tonight's dreams."""
+    """(what it is, a context manager switching it on, the worn expert chosen or
+    None) for tonight's dreams."""
     if not options.dream_random_expert:
-        return "none", nullcontext()
+        return "none", nullcontext(), None
     if wear and rng.random() < 0.5:
         row = rng.choice(wear)
         return (f"expert {row['path']}",
-                boosted_expert(model, expert_folder(row["path"]), options.dream_boost))
+                boosted_expert(model, expert_folder(row["path"]), options.dream_boost), row)
     return "noise", noise_expert(model, options.dream_noise_rank, options.dream_noise,
-                                 rng.randrange(2**31))
+                                 rng.randrange(2**31)), None

@@ -58,15 +58,19 @@ def usable_request(arm: str, text: str) -> bool:
     return text.endswith("?") if arm.startswith(("qa/", "update/")) else True
 
 
-def related_probe(statement: str, earlier: list[tuple[str, str]]) -> str | None:
-    """An earlier night's probe question about the same thing as `statement` (the
-    most content words in common), for an "as of" update to answer anew."""
+# An earlier probe: its question, and the conversations its text may come from.
+EarlierProbe = tuple[str, tuple[int, ...]]
+
+
+def related_probe(statement: str, earlier: list[EarlierProbe]) -> EarlierProbe | None:
+    """An earlier night's probe about the same thing as `statement` (the most content
+    words in common), for an "as of" update to answer anew."""
     words = content_words(statement)
     best, best_overlap = None, 0
-    for question, _ in earlier:
-        overlap = len(content_words(question) & words)
+    for probe in earlier:
+        overlap = len(content_words(probe[0]) & words)
         if overlap > best_overlap:
-            best, best_overlap = question, overlap
+            best, best_overlap = probe, overlap
     return best
 
 
@@ -76,9 +80,10 @@ def _date_of(episode: Episode, exchange: Exchange) -> str:
 
 
 def write_requests(io: ModelIO, slots: list[tuple[str, Exchange]],
-                   earlier: list[tuple[str, str]], seed: int) -> list[str | None]:
-    """One request per (arm, exchange) slot, all written in one batch; None where the
-    writer produced nothing usable."""
+                   earlier: list[EarlierProbe], seed: int) -> list[EarlierProbe | None]:
+    """One request per (arm, exchange) slot, all written in one batch, with the
+    earlier conversations it quotes (an update's probe); None where the writer
+    produced nothing usable."""
     fixed = [related_probe(x.statement, earlier) if arm.startswith("update/") else None
              for arm, x in slots]
     todo = [i for i, f in enumerate(fixed) if f is None]
@@ -89,14 +94,16 @@ def write_requests(io: ModelIO, slots: list[tuple[str, Exchange]],
                           [WRITER_TEMPERATURE] * len(ids), top_k=1, seed=seed) if ids else []
     for i, out in zip(todo, outs):
         text = io.decode(out.tokens).strip()
-        fixed[i] = text if usable_request(slots[i][0], text) else None
+        fixed[i] = (text, ()) if usable_request(slots[i][0], text) else None
     return fixed
 
 
-def write_dreams(io: ModelIO, episode: Episode, arms: list[str],
-                 earlier: list[tuple[str, str]], max_tokens: int, seed: int) -> list[Dream]:
+def write_dreams(io: ModelIO, episode: Episode, arms: list[str], earlier: list[EarlierProbe],
+                 max_tokens: int, seed: int, carried: tuple[int, ...] = ()) -> list[Dream]:
     """Candidates for the given arms (one each), statements taken in turn. Call with
-    the diversifier on."""
+    the diversifier on; `carried` are the conversations it brings in (a boosted
+    expert's), which every dream then counts among its sources: `forget` of any of
+    them deletes it."""
     exchanges = episode.exchanges()
     if not exchanges or not arms:
         return []
@@ -107,17 +114,18 @@ def write_dreams(io: ModelIO, episode: Episode, arms: list[str],
         asked = [(arm, x, r) for (arm, x), r in zip(slots, requests) if r]
         prefixes = [prompts.DREAM_UPDATE_PREFIX.format(date=_date_of(episode, x))
                     if arm.startswith("update/") else "" for arm, x, _ in asked]
-        ids = [io.chat_ids(selfstudy.teacher_views(x, r)[0]) + (io.text_ids(p) if p else [])
+        ids = [io.chat_ids(selfstudy.teacher_views(x, r[0])[0]) + (io.text_ids(p) if p else [])
                for (_, x, r), p in zip(asked, prefixes)]
         answers = generate_batch(io.model, ids, io.eos_ids, max_tokens, [0.0] * len(ids),
                                  seed=seed) if ids else []
     dreams, seen = [], set()
-    for (arm, x, request), prefix, answer in zip(asked, prefixes, answers):
+    for (arm, x, (request, quoted)), prefix, answer in zip(asked, prefixes, answers):
         text = io.decode(answer.tokens).strip()
         if not answer.tokens or not selfstudy.usable_answer(text, x.statement, request):
             continue
-        dream = Dream(arm, request, prefix + text, (episode.conversation_of(x.statement),))
-        if (dream.request, dream.content) not in seen and None not in dream.conversation_ids:
-            seen.add((dream.request, dream.content))
-            dreams.append(dream)
+        source = episode.conversation_of(x.statement)
+        sources = tuple(sorted({source, *quoted, *carried} - {None}))
+        if source is not None and (request, prefix + text) not in seen:
+            seen.add((request, prefix + text))
+            dreams.append(Dream(arm, request, prefix + text, sources))
     return dreams

@@ -35,6 +35,8 @@ def dream(paths, io: ModelIO, episode: Episode, train: list[Example], heldout: l
     if not options.dream:
         return {"ran": False}
     started = time.perf_counter()
+    if deadline is not None and started > deadline:
+        return {"ran": False, "why": "the sleep's budget was spent before dreaming"}
     stop_at = started + options.dream_seconds
     stop_at = min(stop_at, deadline) if deadline is not None else stop_at
     rng = random.Random(options.seed)
@@ -46,11 +48,14 @@ def dream(paths, io: ModelIO, episode: Episode, train: list[Example], heldout: l
     t = time.perf_counter()
     progress("dreaming: writing", 0, 1)
     arms = policy.allocate(options.dream_candidates, rng)
-    diversifier, switched_on = diversify.pick(io.model, basis.wear, paths.expert_folder,
-                                              options, rng)
+    diversifier, switched_on, boosted = diversify.pick(io.model, basis.wear,
+                                                       paths.expert_folder, options, rng)
+    # A boosted expert's knowledge, and an earlier probe's question, can end up in a
+    # dream: their conversations count among its sources (forget finds it there).
+    carried = tuple(journal.expert_sources([boosted["id"]])) if boosted else ()
     with switched_on:
-        dreams = write_dreams(io, episode, arms, basis.earlier, options.dream_tokens,
-                              options.seed)
+        dreams = write_dreams(io, episode, arms, earlier_probes(journal, basis),
+                              options.dream_tokens, options.seed, carried)
     seconds["write"] = time.perf_counter() - t
     anchors = [(io.chat_ids(e.student_messages), e.answer.answer_ids, e.answer.topk_ids,
                 e.answer.topk_logprobs) for e in train if e.kind == "anchor"]
@@ -103,6 +108,18 @@ def keep_best(io, dreams: list[Dream], items: list[tuple], options, rng, stop_at
         d.score = round(scores[i], 5) if options.dream_gradient_select else None
         d.selected = i in kept
     return kept
+
+
+def earlier_probes(journal: Journal, basis) -> list[tuple[str, tuple[int, ...]]]:
+    """The stored probes of the experts worn tonight, each with the conversations its
+    text may come from: the one it was written from, or, when unknown, every
+    conversation its expert learned."""
+    out = []
+    for p in journal.expert_probes([r["id"] for r in basis.wear]):
+        cids = ((p["conversation_id"],) if p["conversation_id"] is not None
+                else tuple(journal.expert_sources([p["expert_id"]])))
+        out.append((p["question"], cids))
+    return out
 
 
 def replay_items(io, journal: Journal, options, rng, k: int) -> list[tuple]:
