@@ -1,8 +1,8 @@
 """The main screen: conversations on the left, the open one on the right, status below.
 
 Conversation actions live here (new, open, rename, private, copy); taking turns with
-the model is in answering.py, forgetting (F8) in forgetting.py. All journal calls go through `self.journal`
-(the app's Journal) on the main thread.
+the model is in answering.py, forgetting (F8) in forgetting.py. All journal calls go
+through `self.journal` (the app's Journal) on the main thread.
 """
 
 from __future__ import annotations
