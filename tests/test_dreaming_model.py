@@ -156,7 +156,7 @@ def test_a_trial_is_undone_and_rewarded_when_the_probes_improve(setup):
     assert trials.run_trials(io.model, [("qa/direct", same)], [], lr=1e-2) == []
 
 
-def test_requests_and_related_probes():
+def test_requests_related_probes_and_dates():
     assert generate.usable_request("qa/direct", "Where does my sister live?")
     assert not generate.usable_request("qa/direct", "Tell me about my sister.")
     assert generate.usable_request("paraphrase/topic", "Tell me about my sister.")
@@ -166,17 +166,20 @@ def test_requests_and_related_probes():
     assert generate.related_probe("I switched my diet: I'm pescatarian now.", earlier) == \
         ("What kind of diet do I follow?", (2,))
     assert generate.related_probe("I love green tea.", earlier) is None
+    assert generate.dated("As of 2026-03-05, ", "Your move is to Leeds.") == \
+        "As of 2026-03-05, your move is to Leeds."
+    assert generate.dated("As of 2026-03-05, ", "Leeds.") == "As of 2026-03-05, Leeds."
 
 
 def test_written_dreams_keep_their_conversation_and_updates_are_dated(setup, monkeypatch):
     """The writers on a random model write junk; accept any text to see the plumbing."""
-    io, _, _ = setup
+    io, teacher, _ = setup
     monkeypatch.setattr(generate, "usable_request", lambda arm, text: bool(text))
     monkeypatch.setattr(generate.selfstudy, "usable_answer", lambda *a: True)
     episode = Episode((7, 9), (tuple(DAY[0]), tuple(DAY[1])), ("2026-03-02", "2026-03-03"))
     earlier = [("Where does my sister live?", (3,))]
     arms = ["update/as-of", "qa/direct", "update/as-of", "scenario/situation"] * 2
-    dreams = generate.write_dreams(io, episode, arms, earlier, max_tokens=6, seed=0,
+    dreams = generate.write_dreams(io, teacher, episode, arms, earlier, seed=0,
                                    carried=(5,))
     assert dreams, "nothing written"
     for d in dreams:

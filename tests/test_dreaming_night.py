@@ -23,6 +23,7 @@ from pocketsleep.sleep.dreaming.generate import Dream  # noqa: E402
 from pocketsleep.sleep.episode import Episode  # noqa: E402
 from pocketsleep.sleep.job import Basis  # noqa: E402
 from pocketsleep.sleep.options import ABLATIONS  # noqa: E402
+from pocketsleep.sleep.selfstudy import Teacher  # noqa: E402
 
 OPTIONS = FAST.but(dream_candidates=6, dream_keep_top=2, dream_keep_random=1, dream_steps=3,
                    dream_trials=2, dream_replay_count=5, dream_lr=1e-3)
@@ -44,7 +45,7 @@ def io(model):
 @pytest.fixture
 def scripted(monkeypatch):
     """One dream per arm asked for, about the episode's first conversation."""
-    def write_dreams(io, episode, arms, earlier, max_tokens, seed, carried=()):
+    def write_dreams(io, teacher, episode, arms, earlier, seed, carried=()):
         return [Dream(arm, f"Question {i} about my sister?", f"Your sister Anna, {i}.",
                       tuple(sorted({episode.conversation_ids[0], *carried})))
                 for i, arm in enumerate(arms)]
@@ -58,8 +59,8 @@ def dream_tonight(paths, io, journal, examples, options=OPTIONS, cids=None):
     train = [e for e in examples if e.kind == "anchor"]
     heldout = [e for e in examples if e.kind == "recall"]
     sid = journal.begin_sleep()
-    summary = night.dream(paths, io, episode, train, heldout, options, journal,
-                          Basis([], []), sid)
+    summary = night.dream(paths, io, Teacher(io, options), episode, train, heldout, options,
+                          journal, Basis([], []), sid)
     return sid, cids, summary
 
 

@@ -130,8 +130,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     timings["distill"] = time.perf_counter() - t
 
     t = time.perf_counter()  # Sleep II: dreaming, into the same expert
-    dream_log = dream(paths, io, episode, train, heldout, options, journal, basis, sleep_id,
-                      deadline, progress)
+    dream_log = dream(paths, io, teacher, episode, train, heldout, options, journal, basis,
+                      sleep_id, deadline, progress)
     timings["dream"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -76,8 +76,8 @@ class SleepOptions:
     # expert on them, replaying earlier nights' dreams against forgetting.
     dream: bool = True
     # Candidates written per night, shared among the dream kinds by the policy.
+    # (Answers are as long as seeding's, max_answer_tokens.)
     dream_candidates: int = 32
-    dream_tokens: int = 32  # longest answer of a dream
     # Selection: the top-k by gradient norm, plus a few random others (the paper's
     # guard against only ever rehearsing the hardest, often the noisiest, dreams).
     dream_keep_top: int = 10

@@ -3,9 +3,9 @@
 For each candidate the policy picks a writer (prompts.DREAM_WRITERS):
     a request about one of tonight's statements, written few-shot by the model
     (question, topic request, scenario), and
-    its answer, written by the teacher: the pre-sleep model with that statement and
-    its reply in context (selfstudy.teacher_views' first view, the one a 135M model
-    answers best from).
+    its answer, written by the teacher (selfstudy.Teacher, the night's own): the
+    pre-sleep model with that statement and its reply in context (teacher_views'
+    first view, the one a 135M model answers best from), at seeding's answer length.
 "as of <date>" updates ask an earlier night's stored probe about the same thing,
 when there is one, and answer it with tonight's fact, dated: rehearsing that makes
 the new value replace the old one. Both steps run with tonight's expert off and the
@@ -98,8 +98,18 @@ def write_requests(io: ModelIO, slots: list[tuple[str, Exchange]],
     return fixed
 
 
-def write_dreams(io: ModelIO, episode: Episode, arms: list[str], earlier: list[EarlierProbe],
-                 max_tokens: int, seed: int, carried: tuple[int, ...] = ()) -> list[Dream]:
+# Words that start a sentence and are no name: lower-cased after "As of <date>, ".
+_PLAIN_OPENERS = {"Your", "You", "The", "It", "My", "He", "She", "They", "We", "That", "This"}
+
+
+def dated(prefix: str, answer: str) -> str:
+    first, _, rest = answer.partition(" ")
+    return prefix + (first.lower() + " " + rest if first in _PLAIN_OPENERS else answer)
+
+
+def write_dreams(io: ModelIO, teacher, episode: Episode, arms: list[str],
+                 earlier: list[EarlierProbe], seed: int,
+                 carried: tuple[int, ...] = ()) -> list[Dream]:
     """Candidates for the given arms (one each), statements taken in turn. Call with
     the diversifier on; `carried` are the conversations it brings in (a boosted
     expert's), which every dream then counts among its sources: `forget` of any of
@@ -112,20 +122,18 @@ def write_dreams(io: ModelIO, episode: Episode, arms: list[str], earlier: list[E
     with without_trainable_expert(io.model):
         requests = write_requests(io, slots, earlier, seed)
         asked = [(arm, x, r) for (arm, x), r in zip(slots, requests) if r]
-        prefixes = [prompts.DREAM_UPDATE_PREFIX.format(date=_date_of(episode, x))
-                    if arm.startswith("update/") else "" for arm, x, _ in asked]
-        ids = [io.chat_ids(selfstudy.teacher_views(x, r[0])[0]) + (io.text_ids(p) if p else [])
-               for (_, x, r), p in zip(asked, prefixes)]
-        answers = generate_batch(io.model, ids, io.eos_ids, max_tokens, [0.0] * len(ids),
-                                 seed=seed) if ids else []
+        views = [selfstudy.teacher_views(x, r[0])[0] for _, x, r in asked]
+        answers = teacher.answer_many(views, [0.0] * len(views), seed) if views else []
     dreams, seen = [], set()
-    for (arm, x, (request, quoted)), prefix, answer in zip(asked, prefixes, answers):
+    for (arm, x, (request, quoted)), answer in zip(asked, answers):
         text = io.decode(answer.tokens).strip()
         if not answer.tokens or not selfstudy.usable_answer(text, x.statement, request):
             continue
+        if arm.startswith("update/"):
+            text = dated(prompts.DREAM_UPDATE_PREFIX.format(date=_date_of(episode, x)), text)
         source = episode.conversation_of(x.statement)
         sources = tuple(sorted({source, *quoted, *carried} - {None}))
-        if source is not None and (request, prefix + text) not in seen:
-            seen.add((request, prefix + text))
-            dreams.append(Dream(arm, request, prefix + text, sources))
+        if source is not None and (request, text) not in seen:
+            seen.add((request, text))
+            dreams.append(Dream(arm, request, text, sources))
     return dreams

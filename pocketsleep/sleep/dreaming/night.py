@@ -17,7 +17,7 @@ from typing import Callable
 from ...journal import Journal
 from ..episode import Episode
 from ..options import SleepOptions
-from ..selfstudy import Example, ModelIO
+from ..selfstudy import Example, ModelIO, Teacher
 from . import diversify
 from .generate import Dream, write_dreams
 from .policy import DreamPolicy
@@ -26,7 +26,7 @@ from .select import choose, gradient_norms, sft_item
 from .trials import probe_items, run_trials
 
 
-def dream(paths, io: ModelIO, episode: Episode, train: list[Example], heldout: list[Example],
+def dream(paths, io: ModelIO, teacher: Teacher, episode: Episode, train: list[Example], heldout: list[Example],
           options: SleepOptions, journal: Journal, basis, sleep_id: int,
           deadline: float | None = None,
           progress: Callable[[str, int, int], None] = lambda *a: None) -> dict:
@@ -54,8 +54,8 @@ def dream(paths, io: ModelIO, episode: Episode, train: list[Example], heldout: l
     # dream: their conversations count among its sources (forget finds it there).
     carried = tuple(journal.expert_sources([boosted["id"]])) if boosted else ()
     with switched_on:
-        dreams = write_dreams(io, episode, arms, earlier_probes(journal, basis),
-                              options.dream_tokens, options.seed, carried)
+        dreams = write_dreams(io, teacher, episode, arms, earlier_probes(journal, basis),
+                              options.seed, carried)
     seconds["write"] = time.perf_counter() - t
     anchors = [(io.chat_ids(e.student_messages), e.answer.answer_ids, e.answer.topk_ids,
                 e.answer.topk_logprobs) for e in train if e.kind == "anchor"]
