@@ -70,7 +70,7 @@ def test_offpolicy_batch_aligns_each_topk_row_with_the_position_that_predicts_it
         assert (lps[i][expected == 0] == NEG).all()
 
 
-def test_offpolicy_loss_is_cross_entropy_against_the_renormalised_teacher_topk(model):
+def test_offpolicy_loss_is_cross_entropy_over_the_teacher_topk_and_a_tail_bucket(model):
     rng = np.random.default_rng(1)
     items = []
     for plen, alen in ((4, 5), (6, 2), (3, 3)):
@@ -79,17 +79,38 @@ def test_offpolicy_loss_is_cross_entropy_against_the_renormalised_teacher_topk(m
     batch = objective.offpolicy_batch(items)
     loss, ntoks = objective.offpolicy_loss(model, batch)
 
-    student = student_logprobs(model, batch.inputs)
+    student = student_logprobs(model, batch.inputs).astype(np.float64)
     total, count = 0.0, 0
     for i, (prompt, answer, top_ids, top_lps) in enumerate(items):
         for t in range(len(answer)):
             pos = len(prompt) - 1 + t
-            teacher = np.exp(top_lps[t].astype(np.float64))
-            teacher /= teacher.sum()  # renormalised over its top-k
-            total += -(teacher * student[i, pos, top_ids[t]]).sum()
+            teacher = np.exp(top_lps[t].astype(np.float64))  # not renormalised
+            picked = student[i, pos, top_ids[t]]
+            student_rest = np.log(1 - np.exp(picked).sum())
+            total += -(teacher * picked).sum() - (1 - teacher.sum()) * student_rest
             count += 1
     assert int(ntoks.item()) == count == sum(len(a) for _, a, _, _ in items)
     assert loss.item() == pytest.approx(total / count, rel=1e-4)
+
+
+def test_offpolicy_training_keeps_the_tail_mass_the_teacher_has(model):
+    """Against the top-k renormalised to 1 the student would learn to put all its mass
+    on those k tokens (sharpening it everywhere); with the tail bucket it learns the
+    teacher's own split between the top-k and the rest."""
+    prompt, answer = [3, 4, 5], [6, 7]
+    top_ids = np.array([[6, 8], [7, 9]], dtype=np.int32)
+    top_lps = np.log(np.array([[0.4, 0.2], [0.4, 0.2]], dtype=np.float32))  # tail 0.4
+    batch = objective.offpolicy_batch([(prompt, answer, top_ids, top_lps)])
+    step = nn.value_and_grad(model, lambda m, b: objective.offpolicy_loss(m, b)[0])
+    optimizer = optim.Adam(learning_rate=0.05)
+    for _ in range(150):
+        _, grads = step(model, batch)
+        optimizer.update(model, grads)
+        mx.eval(model.parameters(), optimizer.state)
+    student = np.exp(student_logprobs(model, batch.inputs)[0, 2:4])
+    for row, ids in zip(student, top_ids):
+        assert row[ids].sum() == pytest.approx(0.6, abs=0.05)
+        assert row[ids[0]] == pytest.approx(0.4, abs=0.05)
 
 
 def test_offpolicy_loss_with_the_full_vocabulary_is_kl_plus_the_teacher_entropy(model):
