@@ -26,8 +26,9 @@ from .select import choose, gradient_norms, sft_item
 from .trials import probe_items, run_trials
 
 
-def dream(paths, io: ModelIO, teacher: Teacher, episode: Episode, train: list[Example], heldout: list[Example],
-          options: SleepOptions, journal: Journal, basis, sleep_id: int,
+def dream(paths, io: ModelIO, teacher: Teacher, episode: Episode, train: list[Example],
+          heldout: list[Example], options: SleepOptions, journal: Journal, basis,
+          sleep_id: int,
           deadline: float | None = None,
           progress: Callable[[str, int, int], None] = lambda *a: None) -> dict:
     """Dream about `episode` into the model's trainable expert; return the summary
@@ -94,7 +95,7 @@ def dream(paths, io: ModelIO, teacher: Teacher, episode: Episode, train: list[Ex
 
 
 def keep_best(io, dreams: list[Dream], items: list[tuple], options, rng, stop_at,
-           progress) -> list[int]:
+              progress) -> list[int]:
     """Score the candidates and mark the kept ones; return their indices."""
     if not dreams or time.perf_counter() > stop_at:
         return []
