@@ -11,10 +11,11 @@ from tiny_models import write_tiny_gguf
 from pocketsleep.sleep.options import SleepOptions
 
 # Everything small: one block gets the expert, a few tokens per answer, every objective
-# term on every step (when there is something learnable).
+# term on every step (when there is something learnable). Dreaming is on, though off by
+# default, so that every test of forgetting, privacy and crashes covers dreams too.
 FAST = SleepOptions(steps=2, questions_per_statement=1, answers_per_question=1, anchors=2,
                     max_answer_tokens=8, num_layers=1, rank=2, batch_size=2, lti_group=2,
-                    on_policy_every=1, lti_every=1, gate=False)
+                    on_policy_every=1, lti_every=1, gate=False, dream=True)
 
 DAY = [
     [{"role": "user", "content": "My sister Anna lives in Lisbon and likes green tea."},

@@ -217,6 +217,6 @@ def test_the_sleep_job_dreams_and_the_report_shows_it(paths, journal, tmp_path, 
 def test_eval_runs_every_dreaming_ablation_side_by_side():
     from pocketsleep.eval.methods import parse_methods
 
-    names = ["sleep", "sleep-no-dream", "sleep-random-select", "sleep-no-random-expert",
+    names = ["sleep", "sleep-dream", "sleep-no-dream", "sleep-random-select", "sleep-no-random-expert",
              "sleep-no-replay"]
     assert [m.name for m in parse_methods(",".join(names))] == names
