@@ -105,6 +105,21 @@ ANCHOR_PROMPTS = (
     "Describe what happens at a train station.",
 )
 
+# Generic questions that no night trains on, answered by the pre-sleep model at gate
+# time: drift measured on the anchors alone was low (KL 0.08) on a night after which
+# the model answered "What do bees make?" with the user's dog's name. Never anchors,
+# never the memory suite's general probes.
+GATE_PROMPTS = (
+    "What is the boiling point of water?",
+    "How many continents are there?",
+    "What animal gives us milk?",
+    "What is the largest ocean on Earth?",
+    "What colour are ripe bananas?",
+    "What do you use to write on paper?",
+    "Name a musical instrument with strings.",
+    "What language is spoken in Spain?",
+)
+
 # How the evaluation frames a memory suite's general text for its perplexity figure.
 GENERAL_TEXT_PROMPT = "Write a paragraph about a river valley."
 

@@ -122,3 +122,26 @@ def test_gate_without_held_out_questions_or_earlier_probes(monkeypatch):
     none = {**BASE, "heldout_logprob": None, "earlier_logprob": None}
     fake_measures(monkeypatch, none, none)
     assert gate.check(NO_MODEL, [], [], [], GATE).passed
+
+
+def test_drift_on_generic_questions_never_trained_on(setup):
+    """Measured on the pre-sleep model's own answers to prompts.GATE_PROMPTS; zero
+    for an untrained expert, positive after training, enforced only when a limit is
+    set."""
+    io, teacher, heldout, anchors = setup
+    unseen = gate.unseen_generic(io, GATE)
+    assert {e.question for e in unseen} <= set(gate.prompts.GATE_PROMPTS)
+    assert unseen and not {e.question for e in unseen} & {e.question for e in anchors}
+    untrained = gate.check(io, heldout, anchors, [], GATE, unseen=unseen)
+    assert untrained.metrics["unseen_drift_kl"] == 0.0
+
+    distill(io, teacher, heldout, FAST.but(steps=3, learning_rate=3e-3, on_policy=False,
+                                            lti=False))
+    lenient = GATE.but(max_drift_kl=1e9, max_ppl_increase=1e9)
+    trained = gate.check(io, heldout, anchors, [], lenient, unseen=unseen)
+    drift = trained.metrics["unseen_drift_kl"]
+    assert drift > 0 and trained.passed
+    strict = gate.check(io, heldout, anchors, [], lenient.but(max_unseen_drift_kl=drift / 2),
+                        unseen=unseen)
+    assert not strict.passed
+    assert [r for r in strict.reasons if r.startswith("answers to questions never trained on")]

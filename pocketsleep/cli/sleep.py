@@ -179,7 +179,8 @@ def print_report(obj: CliContext, as_json: bool) -> None:
         if g:
             b, a = g.get("before", {}), g.get("after", {})
             click.echo(f"  held-out log-prob {b.get('heldout_logprob')} → "
-                       f"{a.get('heldout_logprob')}; drift KL {g.get('drift_kl')}; "
+                       f"{a.get('heldout_logprob')}; drift KL {g.get('drift_kl')} "
+                       f"(never-trained questions {g.get('unseen_drift_kl')}); "
                        f"perplexity change {g.get('ppl_change')}")
         for line in dream_lines(m.get("dream")):
             click.echo(printable(line))

@@ -74,7 +74,7 @@ def verdicts_table(result: dict) -> str:
     phases = list(dict.fromkeys(p for nights in gated.values() for n in nights
                                 for p in (n.get("seconds") or {})))
     rows = [["method", "night", "gate", "why not kept", "held-out log-prob", "drift KL",
-             "perplexity change", *(f"{p} s" for p in phases), "total s"]]
+             "unseen drift KL", "perplexity change", *(f"{p} s" for p in phases), "total s"]]
     for name, nights in gated.items():
         for n in nights:
             rows.append([
@@ -83,6 +83,7 @@ def verdicts_table(result: dict) -> str:
                 "; ".join(n["reasons"]) or "—",
                 _arrow(n.get("heldout_logprob_before"), n.get("heldout_logprob_after")),
                 _num(n.get("drift_kl"), 3),
+                _num(n.get("unseen_drift_kl"), 3),
                 _pct(n.get("ppl_change")),
                 *(_num((n.get("seconds") or {}).get(p), 0) for p in phases),
                 _num(n.get("total_seconds"), 0),

@@ -27,6 +27,7 @@ def night_verdict(report: SleepReport) -> dict:
         "examples": metrics.get("examples"),
         "distill_steps": (metrics.get("distill") or {}).get("steps"),
         "drift_kl": gate.get("drift_kl"),
+        "unseen_drift_kl": gate.get("unseen_drift_kl"),
         "ppl_change": gate.get("ppl_change"),
         "heldout_logprob_before": before.get("heldout_logprob"),
         "heldout_logprob_after": after.get("heldout_logprob"),

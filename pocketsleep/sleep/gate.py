@@ -20,7 +20,7 @@ import numpy as np
 from .. import prompts
 from ..backends.mlx_lora import without_trainable_expert
 from .options import SleepOptions
-from .sampling import log_softmax
+from .sampling import generate_batch, log_softmax
 from .selfstudy import Example, ModelIO
 
 # Earlier probes may wobble by this much (nats per token) without counting as a drop.
@@ -75,8 +75,32 @@ def drift_kl(before: list[np.ndarray], after: list[np.ndarray]) -> float:
     return float(np.mean(kls)) if kls else 0.0
 
 
+def unseen_generic(io: ModelIO, options: SleepOptions) -> list[Example]:
+    """The pre-sleep model's answers to generic questions no night trains on
+    (prompts.GATE_PROMPTS): drift on them is drift the anchors could not hold back."""
+    messages = [prompts.closed_book(q) for q in prompts.GATE_PROMPTS]
+    with without_trainable_expert(io.model):
+        answers = generate_batch(io.model, [io.chat_ids(m) for m in messages], io.eos_ids,
+                                 options.max_answer_tokens, [0.0] * len(messages),
+                                 top_k=options.top_k)
+    return [Example("anchor", q, m, a)
+            for q, m, a in zip(prompts.GATE_PROMPTS, messages, answers) if a.tokens]
+
+
+def unseen_drift(io: ModelIO, unseen: list[Example]) -> float:
+    def logprobs():
+        return [np.array(answer_logprobs(io, e.student_messages, e.answer.answer_ids))
+                for e in unseen]
+
+    with without_trainable_expert(io.model):
+        before = logprobs()
+    return drift_kl(before, logprobs())
+
+
 def check(io: ModelIO, heldout: list[Example], anchors: list[Example],
-          earlier: list[tuple[str, str]], options: SleepOptions) -> GateResult:
+          earlier: list[tuple[str, str]], options: SleepOptions,
+          unseen: list[Example] = ()) -> GateResult:
+    """`unseen`: answers from `unseen_generic`, when the caller measured them."""
     with without_trainable_expert(io.model):
         before = measure(io, heldout, anchors, earlier)
     after = measure(io, heldout, anchors, earlier)
@@ -84,12 +108,18 @@ def check(io: ModelIO, heldout: list[Example], anchors: list[Example],
     ppl_change = after["general_ppl"] / before["general_ppl"] - 1
     metrics = {"before": before, "after": after, "drift_kl": round(drift, 4),
                "ppl_change": round(ppl_change, 4)}
+    if unseen:
+        metrics["unseen_drift_kl"] = round(unseen_drift(io, unseen), 4)
     reasons = []
     if before["heldout_logprob"] is not None and after["heldout_logprob"] <= before["heldout_logprob"]:
         reasons.append("held-out self-study questions did not improve "
                        f"({before['heldout_logprob']:.3f} -> {after['heldout_logprob']:.3f} nats/token)")
     if drift > options.max_drift_kl:
         reasons.append(f"generic answers drifted (KL {drift:.3f} > {options.max_drift_kl})")
+    if (options.max_unseen_drift_kl is not None and "unseen_drift_kl" in metrics
+            and metrics["unseen_drift_kl"] > options.max_unseen_drift_kl):
+        reasons.append(f"answers to questions never trained on drifted (KL "
+                       f"{metrics['unseen_drift_kl']:.3f} > {options.max_unseen_drift_kl})")
     if ppl_change > options.max_ppl_increase:
         reasons.append(f"general-text perplexity rose {ppl_change:+.1%} "
                        f"(limit {options.max_ppl_increase:+.0%})")

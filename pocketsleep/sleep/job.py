@@ -137,7 +137,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     t = time.perf_counter()
     progress("gate", 0, 1)
     anchors = [e for e in train + heldout if e.kind == "anchor"]
-    verdict = gate.check(io, heldout, anchors, basis.earlier, options)
+    verdict = gate.check(io, heldout, anchors, basis.earlier, options,
+                         unseen=gate.unseen_generic(io, options))
     if log.steps == 0:
         # Fix: with no distillation step (the budget spent before training, or no
         # examples) the expert is all zeros, yet the gate could pass it (nothing drifts,

@@ -67,6 +67,10 @@ class SleepOptions:
     gate: bool = True
     # KL(pre-sleep || post-sleep) on generic prompts, nats per token.
     max_drift_kl: float = 0.15
+    # The same KL on generic questions no night trains on (prompts.GATE_PROMPTS).
+    # Measured and reported every night; None = not enforced yet, until the
+    # evaluation has shown where benign nights lie.
+    max_unseen_drift_kl: float | None = None
     # Relative change of general-text perplexity.
     max_ppl_increase: float = 0.05
     # Allowed drop of earlier nights' probe recall (fraction of those probes).
