@@ -152,3 +152,34 @@ def test_batches_fall_back_to_what_there_is():
         _Ids(), _examples("recall", 3), FAST.but(batch_size=4), random.Random(0))
     assert len(no_anchors.next()) == 4
     assert not distill_module.OffPolicyBatches(_Ids(), [], FAST, random.Random(0))
+
+
+def test_earlier_probes_become_anchors_scored_by_the_pre_sleep_model(setup):
+    """Their targets are the model's own distribution over the stored answer with
+    tonight's expert off, so distilling them holds earlier nights' answers in place."""
+    import numpy as np
+
+    from pocketsleep import prompts
+    from pocketsleep.sleep.sampling import log_softmax
+    from pocketsleep.sleep.selfstudy import earlier_anchors
+
+    io, teacher, train = setup
+    distill(io, teacher, train, FAST.but(steps=2, learning_rate=1e-2))  # the expert moves
+    earlier = [("What is my dog called?", "Biscuit, a beagle."), ("Empty?", "  "),
+               ("Where does Anna live?", "In Lisbon.")]
+    anchors = earlier_anchors(io, earlier, FAST.but(earlier_anchors=1))
+    assert [(e.kind, e.question) for e in anchors] == [("anchor", "Where does Anna live?")]
+    a = anchors[0]
+    assert a.answer.tokens == io.text_ids("In Lisbon.") and a.answer.end_token is None
+    prompt = io.chat_ids(prompts.closed_book(a.question))
+    with mlx_lora.without_trainable_expert(io.model):
+        lp = np.array(log_softmax(io.model(mx.array(prompt + a.answer.tokens[:-1])[None])[0,
+                                                                   len(prompt) - 1:]))
+    on = np.array(log_softmax(io.model(mx.array(prompt + a.answer.tokens[:-1])[None])[0,
+                                                                 len(prompt) - 1:]))
+    assert not np.allclose(on, lp, atol=1e-4)  # tonight's expert would score it otherwise
+    best = np.argsort(-lp, axis=-1)[:, :FAST.top_k]
+    assert (np.sort(a.answer.topk_ids, -1) == np.sort(best, -1)).all()
+    assert np.allclose(np.sort(a.answer.topk_logprobs, -1),
+                       np.sort(np.take_along_axis(lp, best, -1), -1), atol=1e-5)
+    assert earlier_anchors(io, earlier, FAST.but(earlier_anchors=0)) == []

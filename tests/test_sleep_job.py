@@ -351,9 +351,9 @@ def test_the_second_night_wears_the_first_expert_and_adds_its_own(
         attached.append(path)
         return real_attach(model, path, *a, **k)
 
-    def check(io, heldout, anchors, probes, opts):
+    def check(io, heldout, anchors, probes, opts, **kwargs):
         earlier.append(list(probes))
-        return real_check(io, heldout, anchors, probes, opts)
+        return real_check(io, heldout, anchors, probes, opts, **kwargs)
 
     monkeypatch.setattr(mlx_lora, "attach", attach)
     monkeypatch.setattr(gate, "check", check)

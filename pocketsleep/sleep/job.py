@@ -118,7 +118,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     timings = {}
     t = time.perf_counter()
     teacher = Teacher(io, options)
-    train, heldout = build_examples(io, teacher, episode, options, progress)
+    train, heldout = build_examples(io, teacher, episode, options, progress, basis.earlier)
     timings["self_study"] = time.perf_counter() - t
 
     t = time.perf_counter()

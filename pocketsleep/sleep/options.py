@@ -34,6 +34,8 @@ class SleepOptions:
     anchors: int = 16
     # Anchors answer at length: paragraphs hold general language, not just short facts.
     anchor_tokens: int = 64
+    # Earlier nights' stored probes (the most recent) held in place as anchors.
+    earlier_anchors: int = 16
     max_answer_tokens: int = 32
     top_k: int = 16
     # Self-study questions held out of training and used by the gate.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -158,9 +158,11 @@ class Teacher:
 
 
 def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptions,
-                   progress: Callable[[str, int, int], None] = lambda *a: None
+                   progress: Callable[[str, int, int], None] = lambda *a: None,
+                   earlier: Sequence[tuple[str, str]] = ()
                    ) -> tuple[list[Example], list[Example]]:
-    """Return (training examples, held-out examples for the gate)."""
+    """Return (training examples, held-out examples for the gate). `earlier`: the
+    stored probes of the experts the model already wears, held in place as anchors."""
     rng = random.Random(options.seed)
     exchanges = episode.exchanges()
     progress("writing questions", 0, 1)
@@ -201,7 +203,42 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
                                     [0.0] * len(anchors), top_k=options.top_k)
     examples += [Example("anchor", q, m, a)
                  for q, m, a in zip(anchors, anchor_messages, anchor_answers) if a.tokens]
-    return split_heldout(examples, options, rng)
+    train, heldout = split_heldout(examples, options, rng)
+    return train + earlier_anchors(io, earlier, options), heldout
+
+
+def earlier_anchors(io: ModelIO, earlier: Sequence[tuple[str, str]],
+                    options: SleepOptions) -> list[Example]:
+    """Earlier nights' probes, their stored answers scored by the model as it is before
+    tonight: anchors that hold what earlier experts learned. Without them a second
+    night made day 1's answers less likely and the gate rejected it (dev-week, night 2:
+    -1.41 -> -1.50 nats/token). Never held out: the gate checks these very answers."""
+    chosen = [(q, a) for q, a in earlier if a.strip()][-options.earlier_anchors:]
+    if options.earlier_anchors <= 0 or not chosen:
+        return []
+    out = []
+    for question, answer in chosen:
+        messages = prompts.closed_book(question)
+        out.append(Example("anchor", question, messages,
+                           forced_answer(io, messages, io.text_ids(answer), options.top_k)))
+    return out
+
+
+def forced_answer(io: ModelIO, messages: list[dict], answer: list[int], top_k: int) -> Generated:
+    """`answer` as the pre-sleep model scores it (tonight's expert off): its top-k
+    distribution at each token, the shape of a teacher's answer."""
+    import mlx.core as mx
+
+    from ..backends.mlx_lora import without_trainable_expert
+    from .sampling import log_softmax
+
+    prompt = io.chat_ids(messages)
+    with without_trainable_expert(io.model):
+        logits = io.model(mx.array(prompt + answer[:-1])[None])
+        lp = np.array(log_softmax(logits[0, len(prompt) - 1:]))
+    top = np.argpartition(-lp, top_k - 1, axis=-1)[:, :top_k]
+    return Generated(list(answer), None, top.astype(np.int32),
+                     np.take_along_axis(lp, top, axis=-1).astype(np.float32))
 
 
 def split_heldout(examples: list[Example], options: SleepOptions, rng: random.Random):
