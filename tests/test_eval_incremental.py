@@ -106,7 +106,7 @@ def test_a_run_stopped_in_method_two_leaves_method_one_whole(capsys, suite_file,
     out = tmp_path / "eval.json"
     code, err = eval_cli(capsys, "--suite", suite_file, "--methods", "none,stopper",
                          "--json", out)
-    assert code == 1 and "Aborted." in err  # how click reports Ctrl-C
+    assert code == 130 and "Interrupted." in err  # Ctrl-C, as every command reports it
     result = json.loads(out.read_text())
     assert result["complete"] is False
     none, stopper = result["methods"]["none"], result["methods"]["stopper"]
@@ -159,7 +159,7 @@ def test_a_run_killed_in_method_two_leaves_a_whole_file(suite_file, tmp_path):
 def test_resume_runs_only_the_methods_not_finished(capsys, suite_file, tmp_path, engines):
     out = tmp_path / "eval.json"
     assert eval_cli(capsys, "--suite", suite_file, "--methods", "none,stopper",
-                    "--json", out, "--seed", 4)[0] == 1
+                    "--json", out, "--seed", 4)[0] == 130
     earlier = json.loads(out.read_text())
 
     code, err = eval_cli(capsys, "--suite", suite_file, "--methods", "none,stopper",
