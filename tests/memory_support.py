@@ -17,8 +17,10 @@ from pocketsleep import prompts
 
 # Nights learn a lot in few steps (lr ten times the default), on-policy terms off
 # for speed; half of each night's questions are held out and stored as probes.
+# Dreaming off, as by default: the consolidation gate measured against dreamed
+# experts rejected the long-term consolidation on this tiny model.
 NIGHT = FAST.but(steps=6, learning_rate=3e-3, on_policy=False, lti=False,
-                 heldout_fraction=0.5)
+                 heldout_fraction=0.5, dream=False)
 # Consolidations learn several nights at once: gentler, bigger batches.
 CONSOLIDATE = NIGHT.but(steps=10, learning_rate=2e-3, batch_size=8, anchors=6, gate=True)
 
