@@ -93,6 +93,24 @@ ANCHOR_PROMPTS = (
     "Suggest a name for a cat.",
     "Why do we need to drink water?",
     "What season comes after winter?",
+    # Short factual questions: the kind a night's expert turned into questions about
+    # the user ("What do bees make?" -> the dog's name). Never the gate's quiz.
+    "What is the chemical symbol for gold?",
+    "Who wrote Romeo and Juliet?",
+    "What is the tallest animal?",
+    "What shape has three sides?",
+    "What gas do people breathe out?",
+    "Which planet is known as the red planet?",
+    "What do caterpillars turn into?",
+    "What is the capital of Germany?",
+    "How many sides does a square have?",
+    "Which instrument has black and white keys?",
+    "What do you call a baby cat?",
+    "Name a vegetable that is orange.",
+    "What is 9 times 3?",
+    "What is the fastest land animal?",
+    "What is the currency of the United Kingdom?",
+    "What is the first month of the year?",
     # Longer writing, so that general prose is anchored too (never about the user, and
     # never one of the gate's GATE_TEXTS topics).
     "Write a paragraph about a busy market in the morning.",
@@ -105,20 +123,28 @@ ANCHOR_PROMPTS = (
     "Describe what happens at a train station.",
 )
 
-# Generic questions that no night trains on, answered by the pre-sleep model at gate
-# time: drift measured on the anchors alone was low (KL 0.08) on a night after which
-# the model answered "What do bees make?" with the user's dog's name. Never anchors,
-# never the memory suite's general probes.
-GATE_PROMPTS = (
-    "What is the boiling point of water?",
-    "How many continents are there?",
-    "What animal gives us milk?",
-    "What is the largest ocean on Earth?",
-    "What colour are ripe bananas?",
-    "What do you use to write on paper?",
-    "Name a musical instrument with strings.",
-    "What language is spoken in Spain?",
+# Generic questions that no night trains on, with answers the embedded model knows
+# (greedy; it gets the continents, Spain's language and the colour of bananas
+# wrong, so those are not here). Asked at gate time of the pre-sleep model and of
+# the model wearing tonight's expert: drift measured on the anchors alone was low
+# (KL 0.08) on a night after which the model answered "What do bees make?" with the
+# user's dog's name. A question answered right before sleep must stay right.
+# Never anchors, never the memory suite's general probes.
+GATE_QUIZ = (
+    ("What is the boiling point of water in degrees Celsius?", ("100", "hundred")),
+    ("What animal gives us milk?", ("cow", "cows")),
+    ("What is the largest ocean on Earth?", ("Pacific",)),
+    ("What do you use to write on paper?", ("pen", "pens", "pencil", "pencils")),
+    ("How many legs does a dog have?", ("four", "4")),
+    ("What is the capital of Japan?", ("Tokyo",)),
+    ("What do cows eat?", ("grass", "hay")),
+    ("How many hours are in a day?", ("24", "twenty-four", "twenty four")),
+    ("What is the largest mammal?", ("whale",)),
+    ("Where does the sun rise?", ("east",)),
+    ("What is the main language of Brazil?", ("Portuguese",)),
+    ("What is the opposite of day?", ("night",)),
 )
+GATE_PROMPTS = tuple(q for q, _ in GATE_QUIZ)
 
 # How the evaluation frames a memory suite's general text for its perplexity figure.
 GENERAL_TEXT_PROMPT = "Write a paragraph about a river valley."

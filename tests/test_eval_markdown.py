@@ -56,10 +56,11 @@ def test_a_finished_run(updates):
                          ["1 (1 probes)", "0/1, general 1/1", "0/1, general 1/1"],
                          ["2 (2 probes)", "0/2, general 1/1", "0/2, general 1/1"]]
     assert verdicts[0] == ["method", "night", "gate", "why not kept", "held-out log-prob",
-                           "drift KL", "unseen drift KL", "perplexity change", "self_study s",
+                           "drift KL", "unseen drift KL", "quiz kept", "perplexity change",
+                           "self_study s",
                            "distill s", "gate s", "total s"]
     assert verdicts[1] == ["sleep", "1", "**rejected**", PPL_REASON, "-1.43 → -1.20", "0.120",
-                           "0.240", "+13.2%", "211", "394", "27", "632"]
+                           "0.240", "10/11", "+13.2%", "211", "394", "27", "632"]
     assert verdicts[2][:4] == ["sleep", "2", "kept", "—"]
 
 

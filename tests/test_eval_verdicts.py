@@ -40,7 +40,8 @@ def gate_metrics(drift, ppl, before, after) -> dict:
             "distill": {"steps": 48}, "gate_reasons": [],
             "gate": {"before": {"heldout_logprob": before, "earlier_logprob": None},
                      "after": {"heldout_logprob": after, "earlier_logprob": None},
-                     "drift_kl": drift, "unseen_drift_kl": drift * 2, "ppl_change": ppl},
+                     "drift_kl": drift, "unseen_drift_kl": drift * 2, "ppl_change": ppl,
+                     "quiz_right_before": 11, "quiz_right_after": 10},
             "seconds": {"self_study": 211.0, "distill": 394.0, "gate": 27.0}}
 
 
@@ -71,6 +72,7 @@ def test_each_nights_verdict_is_kept_and_shown(monkeypatch):
         "night": 1, "status": "rejected", "reasons": [PPL_REASON], "conversations": 2,
         "examples": {"train": 22, "heldout": 5}, "distill_steps": 48,
         "drift_kl": 0.12, "unseen_drift_kl": 0.24, "ppl_change": 0.132,
+        "quiz_right_before": 11, "quiz_right_after": 10,
         "heldout_logprob_before": -1.43, "heldout_logprob_after": -1.20,
         "earlier_logprob_before": None, "earlier_logprob_after": None,
         "seconds": {"self_study": 211.0, "distill": 394.0, "gate": 27.0},
@@ -84,7 +86,7 @@ def test_each_nights_verdict_is_kept_and_shown(monkeypatch):
     table = format_table(result)
     kept_row = next(line for line in table.splitlines() if line.startswith("nights kept"))
     assert kept_row.split()[-2:] == ["-", "1/2"]
-    assert "sleep    n1 rejected   -1.43 → -1.20  KL 0.120  unseen KL 0.240  ppl +13.2%  " \
+    assert "sleep    n1 rejected   -1.43 → -1.20  KL 0.120  unseen KL 0.240  quiz 10/11  ppl +13.2%  " \
            "self_study 211 s, " \
            "distill 394 s, gate 27 s" in table
     assert f"- {PPL_REASON}" in table

@@ -145,3 +145,29 @@ def test_drift_on_generic_questions_never_trained_on(setup):
                         unseen=unseen)
     assert not strict.passed
     assert [r for r in strict.reasons if r.startswith("answers to questions never trained on")]
+
+
+def test_a_quiz_question_answered_right_before_sleep_must_stay_right(setup, monkeypatch):
+    """A random model knows no answers, so the quiz expects what the pre-sleep model
+    says: untrained, nothing is lost; trained hard, answers change and the gate
+    names a lost question, unless the quiz is only measured (max_quiz_lost None)."""
+    io, teacher, heldout, anchors = setup
+    unseen = gate.unseen_generic(io, GATE)
+    said = {e.question: (io.decode(e.answer.tokens).strip(),) for e in unseen}
+    monkeypatch.setattr(gate.prompts, "GATE_QUIZ", tuple(said.items()))
+    lenient = GATE.but(max_drift_kl=1e9, max_ppl_increase=1e9)
+    untrained = gate.quiz_lost(io, unseen, lenient)
+    assert untrained == {"quiz_right_before": len(unseen), "quiz_right_after": len(unseen),
+                         "quiz_lost": {}}
+
+    distill(io, teacher, heldout, FAST.but(steps=3, learning_rate=3e-3, on_policy=False,
+                                            lti=False))
+    trained = gate.check(io, heldout, anchors, [], lenient, unseen=unseen)
+    lost = trained.metrics["quiz_lost"]
+    assert lost and set(lost) <= set(said)
+    assert all(said[q][0] not in answer for q, answer in lost.items())
+    assert trained.metrics["quiz_right_after"] == len(unseen) - len(lost)
+    assert not trained.passed
+    assert [r for r in trained.reasons if "general questions it answered right" in r]
+    assert gate.check(io, heldout, anchors, [], lenient.but(max_quiz_lost=None),
+                      unseen=unseen).passed

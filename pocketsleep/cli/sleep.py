@@ -182,6 +182,9 @@ def print_report(obj: CliContext, as_json: bool) -> None:
                        f"{a.get('heldout_logprob')}; drift KL {g.get('drift_kl')} "
                        f"(never-trained questions {g.get('unseen_drift_kl')}); "
                        f"perplexity change {g.get('ppl_change')}")
+            if g.get("quiz_right_before") is not None:
+                click.echo(f"  general quiz: {g['quiz_right_after']} of the "
+                           f"{g['quiz_right_before']} it knew still right")
         for line in dream_lines(m.get("dream")):
             click.echo(printable(line))
     for run in runs:

@@ -74,7 +74,7 @@ def verdicts_table(result: dict) -> str:
     phases = list(dict.fromkeys(p for nights in gated.values() for n in nights
                                 for p in (n.get("seconds") or {})))
     rows = [["method", "night", "gate", "why not kept", "held-out log-prob", "drift KL",
-             "unseen drift KL", "perplexity change", *(f"{p} s" for p in phases), "total s"]]
+             "unseen drift KL", "quiz kept", "perplexity change", *(f"{p} s" for p in phases), "total s"]]
     for name, nights in gated.items():
         for n in nights:
             rows.append([
@@ -84,6 +84,7 @@ def verdicts_table(result: dict) -> str:
                 _arrow(n.get("heldout_logprob_before"), n.get("heldout_logprob_after")),
                 _num(n.get("drift_kl"), 3),
                 _num(n.get("unseen_drift_kl"), 3),
+                _of(n.get("quiz_right_after"), n.get("quiz_right_before")),
                 _pct(n.get("ppl_change")),
                 *(_num((n.get("seconds") or {}).get(p), 0) for p in phases),
                 _num(n.get("total_seconds"), 0),
@@ -152,3 +153,7 @@ def _num(x: float | None, digits: int) -> str:
 
 def _arrow(before: float | None, after: float | None) -> str:
     return "—" if before is None or after is None else f"{before:.2f} → {after:.2f}"
+
+
+def _of(part: int | None, whole: int | None) -> str:
+    return "—" if part is None or whole is None else f"{part}/{whole}"

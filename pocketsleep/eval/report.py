@@ -88,6 +88,8 @@ def verdict_line(night: dict) -> str:
         parts.append(f"KL {night['drift_kl']:.3f}")
     if night.get("unseen_drift_kl") is not None:
         parts.append(f"unseen KL {night['unseen_drift_kl']:.3f}")
+    if night.get("quiz_right_before") is not None:
+        parts.append(f"quiz {night['quiz_right_after']}/{night['quiz_right_before']}")
     if night.get("ppl_change") is not None:
         parts.append(f"ppl {_pct(night['ppl_change'])}")
     phases = night.get("seconds") or {}

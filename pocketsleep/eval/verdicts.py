@@ -29,6 +29,8 @@ def night_verdict(report: SleepReport) -> dict:
         "drift_kl": gate.get("drift_kl"),
         "unseen_drift_kl": gate.get("unseen_drift_kl"),
         "ppl_change": gate.get("ppl_change"),
+        "quiz_right_before": gate.get("quiz_right_before"),
+        "quiz_right_after": gate.get("quiz_right_after"),
         "heldout_logprob_before": before.get("heldout_logprob"),
         "heldout_logprob_after": after.get("heldout_logprob"),
         "earlier_logprob_before": before.get("earlier_logprob"),

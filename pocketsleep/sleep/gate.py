@@ -6,7 +6,9 @@ on ("after"), all closed-book:
   more likely;
 - drift on generic prompts: KL(before ‖ after) per token under a threshold;
 - general-text perplexity: relative increase under a threshold;
-- earlier nights' stored probes: their answers must not become less likely.
+- earlier nights' stored probes: their answers must not become less likely;
+- a quiz of generic questions no night trains on (prompts.GATE_QUIZ): none the
+  pre-sleep model answers right may be answered wrong (greedy, as `eval` scores).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import mlx.core as mx
 import numpy as np
 
 from .. import prompts
+from ..eval.scoring import mentions
 from ..backends.mlx_lora import without_trainable_expert
 from .options import SleepOptions
 from .sampling import generate_batch, log_softmax
@@ -75,14 +78,18 @@ def drift_kl(before: list[np.ndarray], after: list[np.ndarray]) -> float:
     return float(np.mean(kls)) if kls else 0.0
 
 
+def _greedy(io: ModelIO, messages: list[list[dict]], options: SleepOptions):
+    return generate_batch(io.model, [io.chat_ids(m) for m in messages], io.eos_ids,
+                          options.max_answer_tokens, [0.0] * len(messages),
+                          top_k=options.top_k)
+
+
 def unseen_generic(io: ModelIO, options: SleepOptions) -> list[Example]:
-    """The pre-sleep model's answers to generic questions no night trains on
-    (prompts.GATE_PROMPTS): drift on them is drift the anchors could not hold back."""
+    """The pre-sleep model's greedy answers to the quiz (prompts.GATE_QUIZ), which no
+    night trains on: drift on them is drift the anchors could not hold back."""
     messages = [prompts.closed_book(q) for q in prompts.GATE_PROMPTS]
     with without_trainable_expert(io.model):
-        answers = generate_batch(io.model, [io.chat_ids(m) for m in messages], io.eos_ids,
-                                 options.max_answer_tokens, [0.0] * len(messages),
-                                 top_k=options.top_k)
+        answers = _greedy(io, messages, options)
     return [Example("anchor", q, m, a)
             for q, m, a in zip(prompts.GATE_PROMPTS, messages, answers) if a.tokens]
 
@@ -95,6 +102,18 @@ def unseen_drift(io: ModelIO, unseen: list[Example]) -> float:
     with without_trainable_expert(io.model):
         before = logprobs()
     return drift_kl(before, logprobs())
+
+
+def quiz_lost(io: ModelIO, unseen: list[Example], options: SleepOptions) -> dict:
+    """Which quiz questions the pre-sleep model answered right (its answers are in
+    `unseen`) and the model as it is now answers wrong, with the new answers."""
+    expected = dict(prompts.GATE_QUIZ)
+    right = [e for e in unseen if mentions(io.decode(e.answer.tokens), expected[e.question])]
+    now = _greedy(io, [e.student_messages for e in right], options) if right else []
+    lost = {e.question: io.decode(g.tokens).strip() for e, g in zip(right, now)
+            if not mentions(io.decode(g.tokens), expected[e.question])}
+    return {"quiz_right_before": len(right), "quiz_right_after": len(right) - len(lost),
+            "quiz_lost": lost}
 
 
 def check(io: ModelIO, heldout: list[Example], anchors: list[Example],
@@ -110,6 +129,7 @@ def check(io: ModelIO, heldout: list[Example], anchors: list[Example],
                "ppl_change": round(ppl_change, 4)}
     if unseen:
         metrics["unseen_drift_kl"] = round(unseen_drift(io, unseen), 4)
+        metrics.update(quiz_lost(io, unseen, options))
     reasons = []
     if before["heldout_logprob"] is not None and after["heldout_logprob"] <= before["heldout_logprob"]:
         reasons.append("held-out self-study questions did not improve "
@@ -120,6 +140,11 @@ def check(io: ModelIO, heldout: list[Example], anchors: list[Example],
             and metrics["unseen_drift_kl"] > options.max_unseen_drift_kl):
         reasons.append(f"answers to questions never trained on drifted (KL "
                        f"{metrics['unseen_drift_kl']:.3f} > {options.max_unseen_drift_kl})")
+    lost = metrics.get("quiz_lost", {})
+    if options.max_quiz_lost is not None and len(lost) > options.max_quiz_lost:
+        question, answer = next(iter(lost.items()))
+        reasons.append(f"{len(lost)} of {metrics['quiz_right_before']} general questions it "
+                       f"answered right it now gets wrong (\"{question}\" -> \"{answer[:60]}\")")
     if ppl_change > options.max_ppl_increase:
         reasons.append(f"general-text perplexity rose {ppl_change:+.1%} "
                        f"(limit {options.max_ppl_increase:+.0%})")

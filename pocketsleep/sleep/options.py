@@ -73,6 +73,9 @@ class SleepOptions:
     # Measured and reported every night; None = not enforced yet, until the
     # evaluation has shown where benign nights lie.
     max_unseen_drift_kl: float | None = None
+    # Quiz questions (prompts.GATE_QUIZ) the pre-sleep model answers right that the
+    # new expert may get wrong; None = measured, not enforced.
+    max_quiz_lost: int | None = 0
     # Relative change of general-text perplexity.
     max_ppl_increase: float = 0.05
     # Allowed drop of earlier nights' probe recall (fraction of those probes).
