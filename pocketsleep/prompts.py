@@ -137,7 +137,7 @@ GATE_QUIZ = (
     ("What do you use to write on paper?", ("pen", "pens", "pencil", "pencils")),
     ("How many legs does a dog have?", ("four", "4")),
     ("What is the capital of Japan?", ("Tokyo",)),
-    ("What do cows eat?", ("grass", "hay")),
+    ("What do cows eat?", ("grass", "grasses", "hay")),
     ("How many hours are in a day?", ("24", "twenty-four", "twenty four")),
     ("What is the largest mammal?", ("whale",)),
     ("Where does the sun rise?", ("east",)),

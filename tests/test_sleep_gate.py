@@ -155,7 +155,7 @@ def test_a_quiz_question_answered_right_before_sleep_must_stay_right(setup, monk
     unseen = gate.unseen_generic(io, GATE)
     said = {e.question: (io.decode(e.answer.tokens).strip(),) for e in unseen}
     monkeypatch.setattr(gate.prompts, "GATE_QUIZ", tuple(said.items()))
-    lenient = GATE.but(max_drift_kl=1e9, max_ppl_increase=1e9)
+    lenient = GATE.but(max_drift_kl=1e9, max_ppl_increase=1e9, max_quiz_lost=0)
     untrained = gate.quiz_lost(io, unseen, lenient)
     assert untrained == {"quiz_right_before": len(unseen), "quiz_right_after": len(unseen),
                          "quiz_lost": {}}
@@ -165,9 +165,9 @@ def test_a_quiz_question_answered_right_before_sleep_must_stay_right(setup, monk
     trained = gate.check(io, heldout, anchors, [], lenient, unseen=unseen)
     lost = trained.metrics["quiz_lost"]
     assert lost and set(lost) <= set(said)
-    assert all(said[q][0] not in answer for q, answer in lost.items())
     assert trained.metrics["quiz_right_after"] == len(unseen) - len(lost)
     assert not trained.passed
     assert [r for r in trained.reasons if "general questions it answered right" in r]
-    assert gate.check(io, heldout, anchors, [], lenient.but(max_quiz_lost=None),
-                      unseen=unseen).passed
+    for allowed in (None, len(lost)):
+        assert gate.check(io, heldout, anchors, [], lenient.but(max_quiz_lost=allowed),
+                          unseen=unseen).passed

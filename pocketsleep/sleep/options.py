@@ -47,9 +47,11 @@ class SleepOptions:
     # same recall; each step costs ~5 s on a 2-core CPU.
     steps: int = 32
     batch_size: int = 4
-    # Share of every off-policy batch given to anchors.
-    anchor_share: float = 0.25
-    learning_rate: float = 3e-4
+    # Share of every off-policy batch given to anchors. Dev-week day 1, 32 steps
+    # (bench/RESULTS.md): share 0.25 at lr 3e-4 kept 10-12 of 18 generic questions
+    # the base model answered; 0.5 at 2e-4 kept 17, with the same recall (2/4).
+    anchor_share: float = 0.5
+    learning_rate: float = 2e-4
     # Off-policy: token-level KL(teacher || student) on teacher answers.
     off_policy: bool = True
     # On-policy: reverse KL on the student's own samples, scored by the teacher.
@@ -74,8 +76,11 @@ class SleepOptions:
     # evaluation has shown where benign nights lie.
     max_unseen_drift_kl: float | None = None
     # Quiz questions (prompts.GATE_QUIZ) the pre-sleep model answers right that the
-    # new expert may get wrong; None = measured, not enforced.
-    max_quiz_lost: int | None = 0
+    # new expert may get wrong; None = measured, not enforced. One: the embedded
+    # model's greedy answers wobble (the best dev-week night 1 kept all memory
+    # recall and 17 of 18 generic answers, losing "milk" to "camel"); a harmful
+    # night lost four of six.
+    max_quiz_lost: int | None = 1
     # Relative change of general-text perplexity.
     max_ppl_increase: float = 0.05
     # Allowed drop of earlier nights' probe recall (fraction of those probes).
