@@ -19,7 +19,6 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-import numpy as np
 
 from .. import prompts
 from ..backends.mlx_lora import without_trainable_expert
@@ -80,9 +79,7 @@ def teacher_forced(teacher: WearingTeacher, messages: list[dict], answer: list[i
     """`answer` as the teacher would score it: its top-k distribution at each token."""
     with without_trainable_expert(teacher.student_io.model):
         lp = selfstudy.teacher_logprobs(teacher, messages, answer)
-    top = np.argpartition(-lp, top_k - 1, axis=-1)[:, :top_k]
-    return Generated(list(answer), None, top.astype(np.int32),
-                     np.take_along_axis(lp, top, axis=-1).astype(np.float32))
+    return selfstudy.top_k_answer(answer, lp, top_k)
 
 
 def anchors(teacher: WearingTeacher, options: SleepOptions) -> list[Example]:

@@ -23,8 +23,8 @@ from .. import prompts
 from ..eval.scoring import mentions
 from ..backends.mlx_lora import without_trainable_expert
 from .options import SleepOptions
-from .sampling import generate_batch, log_softmax
-from .selfstudy import Example, ModelIO
+from .sampling import generate_batch
+from .selfstudy import Example, ModelIO, answer_logprobs
 
 # Earlier probes may wobble by this much (nats per token) without counting as a drop.
 EARLIER_TOLERANCE = 0.05
@@ -35,13 +35,6 @@ class GateResult:
     passed: bool
     reasons: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
-
-
-def answer_logprobs(io: ModelIO, messages: list[dict], answer: list[int]) -> mx.array:
-    """Full-vocabulary log-probs at each answer position: [len(answer), V]."""
-    prompt = io.chat_ids(messages)
-    logits = io.model(mx.array(prompt + answer[:-1])[None])
-    return log_softmax(logits[0, len(prompt) - 1:])
 
 
 def mean_answer_logprob(io: ModelIO, messages: list[dict], answer: list[int]) -> float:

@@ -227,18 +227,19 @@ def earlier_anchors(io: ModelIO, earlier: Sequence[tuple[str, str]],
 def forced_answer(io: ModelIO, messages: list[dict], answer: list[int], top_k: int) -> Generated:
     """`answer` as the pre-sleep model scores it (tonight's expert off): its top-k
     distribution at each token, the shape of a teacher's answer."""
-    import mlx.core as mx
-
     from ..backends.mlx_lora import without_trainable_expert
-    from .sampling import log_softmax
 
-    prompt = io.chat_ids(messages)
     with without_trainable_expert(io.model):
-        logits = io.model(mx.array(prompt + answer[:-1])[None])
-        lp = np.array(log_softmax(logits[0, len(prompt) - 1:]))
-    top = np.argpartition(-lp, top_k - 1, axis=-1)[:, :top_k]
+        lp = np.array(answer_logprobs(io, messages, answer))
+    return top_k_answer(answer, lp, top_k)
+
+
+def top_k_answer(answer: list[int], logprobs: np.ndarray, top_k: int) -> Generated:
+    """A forced `answer` packed as a teacher's answer: the top-k of `logprobs`
+    ([len(answer), V]) at each token."""
+    top = np.argpartition(-logprobs, top_k - 1, axis=-1)[:, :top_k]
     return Generated(list(answer), None, top.astype(np.int32),
-                     np.take_along_axis(lp, top, axis=-1).astype(np.float32))
+                     np.take_along_axis(logprobs, top, axis=-1).astype(np.float32))
 
 
 def split_heldout(examples: list[Example], options: SleepOptions, rng: random.Random):
@@ -260,14 +261,19 @@ def topk_arrays(example: Example) -> tuple[np.ndarray, np.ndarray]:
     return example.answer.topk_ids, example.answer.topk_logprobs
 
 
-def teacher_logprobs(teacher: "Teacher", messages: list[dict], sample: list[int]) -> np.ndarray:
-    """The teacher's full log-probabilities at each position of `sample` (the student's
-    answer), with the teacher's context: [len(sample), V]."""
+def answer_logprobs(io: ModelIO, messages: list[dict], answer: list[int]):
+    """Full-vocabulary log-probs at each position of `answer` as the reply to
+    `messages`, as `io.model` sees it: an mx.array [len(answer), V]."""
     import mlx.core as mx
 
     from .sampling import log_softmax
 
-    ids = teacher.io.chat_ids(messages)
-    logits = teacher.io.model(mx.array(ids + sample[:-1])[None])
-    out = log_softmax(logits[0, len(ids) - 1:])
-    return np.array(out)
+    prompt = io.chat_ids(messages)
+    logits = io.model(mx.array(prompt + answer[:-1])[None])
+    return log_softmax(logits[0, len(prompt) - 1:])
+
+
+def teacher_logprobs(teacher: "Teacher", messages: list[dict], sample: list[int]) -> np.ndarray:
+    """The teacher's full log-probabilities at each position of `sample` (the student's
+    answer), with the teacher's context: [len(sample), V]."""
+    return np.array(answer_logprobs(teacher.io, messages, sample))
