@@ -194,3 +194,32 @@ def test_written_dreams_keep_their_conversation_and_updates_are_dated(setup, mon
     quoting = [d for d in dreams if d.request == "Where does my sister live?"]
     assert quoting and all(d.kind == "update" and d.conversation_ids == (3, 5, 7)
                            for d in quoting)
+    # Each dream carries its soft targets: the teacher's tokens for its text, with a
+    # top-k distribution per token; a dated update's are its dated text, teacher-forced.
+    for d in dreams:
+        a = d.answer
+        assert a is not None and a.topk_ids.shape == (len(a.answer_ids), FAST.top_k)
+        assert io.decode(a.tokens).strip() == d.content
+        assert np.all(a.topk_logprobs <= 1e-6) and np.all(np.exp(a.topk_logprobs).sum(-1) <= 1 + 1e-4)
+        chosen = [t in row for t, row in zip(a.answer_ids, a.topk_ids)]
+        if d.kind != "update":  # the teacher's own choices are in its top-k
+            assert all(chosen)
+
+
+def test_a_soft_dream_item_keeps_the_teachers_distribution(setup):
+    """soft_item trains toward the teacher's top-k (not one-hot): its loss is the
+    off-policy KL, lower for the teacher's own distribution than for one-hot text;
+    held_item's targets are the model's own distribution before tonight."""
+    io, teacher, _ = setup
+    [answer] = teacher.answer_many([prompts.closed_book("Who is my sister?")], [0.0], seed=0)
+    soft = select.soft_item(io, "Who is my sister?", answer)
+    assert soft[1] == answer.answer_ids and soft[2] is answer.topk_ids
+    text = io.decode(answer.tokens)
+    held = select.held_item(io, "Who is my sister?", text, FAST.top_k)
+    one_hot = select.sft_item(io, "Who is my sister?", text, FAST.top_k)
+    # The untrained expert is zero: the model *is* the pre-sleep model, so holding
+    # it where it is costs only the tail's rounding, and far less than one-hot.
+    held_loss = select.sft_loss(io.model, objective.offpolicy_batch([held])).item()
+    one_hot_loss = select.sft_loss(io.model, objective.offpolicy_batch([one_hot])).item()
+    entropy = float(-(np.exp(held[3]) * held[3]).sum(-1).mean())
+    assert held_loss == pytest.approx(entropy, abs=0.05) and held_loss < one_hot_loss

@@ -124,18 +124,18 @@ def test_replay_draws_the_kept_dreams_of_accepted_nights_only(scripted, paths, i
     journal.end_sleep(rejected_sid, "rejected", {})
 
     replayed = []
-    real = night.sft_item
+    real = night.held_item
 
     def spy(io_, request, content, k):
         replayed.append(request)
         return real(io_, request, content, k)
 
-    night.sft_item = spy
+    night.held_item = spy
     try:
         journal.begin_sleep()  # tonight: running, its own dreams are not replay
         items = night.replay_items(io, journal, OPTIONS, random.Random(0), 16)
     finally:
-        night.sft_item = real
+        night.held_item = real
     kept_requests = {r["prompt"] for r in journal.dreams(kept_sid) if r["selected"]}
     assert len(items) == 3 and set(replayed) == kept_requests
     assert journal.dreams(rejected_sid) != []  # still there tonight...
@@ -218,5 +218,5 @@ def test_eval_runs_every_dreaming_ablation_side_by_side():
     from pocketsleep.eval.methods import parse_methods
 
     names = ["sleep", "sleep-dream", "sleep-no-dream", "sleep-random-select", "sleep-no-random-expert",
-             "sleep-no-replay"]
+             "sleep-no-replay", "sleep-dream-onehot"]
     assert [m.name for m in parse_methods(",".join(names))] == names

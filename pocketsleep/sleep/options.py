@@ -113,6 +113,9 @@ class SleepOptions:
     # LoRA SFT of tonight's expert on the kept dreams (+ replay, + anchors).
     dream_steps: int = 12
     dream_lr: float = 1e-4
+    # Rehearse against the teacher's top-k and tail (replay: the model's own before
+    # tonight); False trains on the dream text one-hot, as first built (ablation).
+    dream_soft_targets: bool = True
     # Earlier nights' kept dreams mixed into rehearsal, against forgetting.
     dream_replay: bool = True
     dream_replay_count: int = 8
@@ -145,6 +148,7 @@ ABLATIONS = {
     "sleep-random-select": {"dream": True, "dream_gradient_select": False},
     "sleep-no-random-expert": {"dream": True, "dream_random_expert": False},
     "sleep-no-replay": {"dream": True, "dream_replay": False},
+    "sleep-dream-onehot": {"dream": True, "dream_soft_targets": False},
 }
 
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from ... import prompts
 from ...backends.mlx_lora import without_trainable_expert
 from .. import selfstudy
 from ..episode import Episode, Exchange
-from ..sampling import generate_batch
+from ..sampling import Generated, generate_batch
 from ..selfstudy import ModelIO, content_words
 
 REQUEST_MAX_TOKENS = 24
@@ -39,6 +41,9 @@ class Dream:
     conversation_ids: tuple[int, ...]
     score: float | None = None  # gradient norm (select.py)
     selected: bool = False
+    # The teacher's tokens for `content` with their top-k distributions (the soft
+    # targets); not stored: a replayed dream is rebuilt from its text.
+    answer: Generated | None = field(default=None, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -131,9 +136,21 @@ def write_dreams(io: ModelIO, teacher, episode: Episode, arms: list[str],
             continue
         if arm.startswith("update/"):
             text = dated(prompts.DREAM_UPDATE_PREFIX.format(date=_date_of(episode, x)), text)
+            answer = forced_update(io, teacher, x, request, text, answer)
         source = episode.conversation_of(x.statement)
         sources = tuple(sorted({source, *quoted, *carried} - {None}))
         if source is not None and (request, text) not in seen:
             seen.add((request, text))
-            dreams.append(Dream(arm, request, text, sources))
+            dreams.append(Dream(arm, request, text, sources, answer=answer))
     return dreams
+
+
+def forced_update(io: ModelIO, teacher, exchange: Exchange, request: str, text: str,
+                  answer: Generated) -> Generated:
+    """A dated update's text as the teacher scores it from the statement in context
+    (its words are the teacher's answer with "As of <date>, " in front)."""
+    ids = io.text_ids(text) + ([answer.end_token] if answer.end_token is not None else [])
+    view = selfstudy.teacher_views(exchange, request)[0]
+    with without_trainable_expert(io.model):
+        lp = np.array(selfstudy.answer_logprobs(teacher.io, view, ids))
+    return selfstudy.top_k_answer(ids, lp, answer.topk_ids.shape[1])

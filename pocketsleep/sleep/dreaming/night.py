@@ -22,7 +22,7 @@ from . import diversify
 from .generate import Dream, write_dreams
 from .policy import DreamPolicy
 from .rehearse import rehearse
-from .select import choose, gradient_norms, sft_item
+from .select import choose, gradient_norms, held_item, sft_item, soft_item
 from .trials import probe_items, run_trials
 
 
@@ -61,7 +61,7 @@ def dream(paths, io: ModelIO, teacher: Teacher, episode: Episode, train: list[Ex
     anchors = [(io.chat_ids(e.student_messages), e.answer.answer_ids, e.answer.topk_ids,
                 e.answer.topk_logprobs) for e in train if e.kind == "anchor"]
     k = anchors[0][2].shape[1] if anchors else options.top_k
-    items = [sft_item(io, d.request, d.content, k) for d in dreams]
+    items = [dream_item(io, d, k, options) for d in dreams]
 
     # 2. RL: trial updates on a few candidates (drawn from the policy, as they were).
     t = time.perf_counter()
@@ -130,7 +130,16 @@ def replay_items(io, journal: Journal, options, rng, k: int) -> list[tuple]:
         return []
     pool = journal.replayable_dreams()
     chosen = rng.sample(pool, min(options.dream_replay_count, len(pool)))
-    return [sft_item(io, r["prompt"], r["content"], k) for r in chosen]
+    item = held_item if options.dream_soft_targets else sft_item
+    return [item(io, r["prompt"], r["content"], k) for r in chosen]
+
+
+def dream_item(io, dream: Dream, k: int, options) -> tuple:
+    """What rehearsal trains on: the teacher's distributions (or, the ablation, the
+    dream's text one-hot)."""
+    if options.dream_soft_targets and dream.answer is not None:
+        return soft_item(io, dream.request, dream.answer)
+    return sft_item(io, dream.request, dream.content, k)
 
 
 def withdrawn(journal: Journal, dream: Dream) -> bool:
