@@ -23,6 +23,14 @@ NIGHT = FAST.but(steps=6, learning_rate=3e-3, on_policy=False, lti=False,
                  heldout_fraction=0.5, dream=False)
 # Consolidations learn several nights at once: gentler, bigger batches.
 CONSOLIDATE = NIGHT.but(steps=10, learning_rate=2e-3, batch_size=8, anchors=6, gate=True)
+# A tiny random model's drift (and perplexity, of text it cannot predict) move far
+# more than the embedded model's, and by chance: which anchors a night draws took
+# consolidations' drift from under the 0.15 allowance to 0.25-0.68 against their
+# experts' 0.17-0.19, and perplexity by +109%. Tests of what a consolidation keeps
+# run with these allowances (recall of the retired experts' probes gated as ever);
+# the thresholds themselves are tested on scripted states (test_consolidate.py).
+ANY_DRIFT = CONSOLIDATE.but(max_drift_kl=1.0)
+LOOSE = ANY_DRIFT.but(max_ppl_increase=5.0)
 
 
 ABOUT = "What did I say about "

@@ -38,7 +38,6 @@ from ..eval.scoring import mentions
 from . import gate
 from .gate import GateResult
 from .options import SleepOptions
-from .sampling import generate_batch
 from .selfstudy import Example, ModelIO
 from .wearing import WearingTeacher
 
@@ -57,9 +56,7 @@ def probe_scores(io: ModelIO, probes: list[tuple[str, str]], options: SleepOptio
     out = {"soft_recall": float(np.mean(np.exp(logprobs))) if probes else None,
            "logprobs": [round(x, 4) for x in logprobs]}
     if greedy and probes:
-        said = generate_batch(io.model, [io.chat_ids(m) for m in asked], io.eos_ids,
-                              options.max_answer_tokens, [0.0] * len(asked),
-                              top_k=options.top_k)
+        said = gate.greedy_answers(io, asked, options)
         out["recalled"] = sum(mentions(io.decode(s.tokens), [a])
                               for s, (_, a) in zip(said, probes))
     return out

@@ -71,7 +71,8 @@ def drift_kl(before: list[np.ndarray], after: list[np.ndarray]) -> float:
     return float(np.mean(kls)) if kls else 0.0
 
 
-def _greedy(io: ModelIO, messages: list[list[dict]], options: SleepOptions):
+def greedy_answers(io: ModelIO, messages: list[list[dict]], options: SleepOptions):
+    """Greedy closed-book answers, as the evaluation asks (batched)."""
     return generate_batch(io.model, [io.chat_ids(m) for m in messages], io.eos_ids,
                           options.max_answer_tokens, [0.0] * len(messages),
                           top_k=options.top_k)
@@ -82,7 +83,7 @@ def unseen_generic(io: ModelIO, options: SleepOptions) -> list[Example]:
     night trains on: drift on them is drift the anchors could not hold back."""
     messages = [prompts.closed_book(q) for q in prompts.GATE_PROMPTS]
     with without_trainable_expert(io.model):
-        answers = _greedy(io, messages, options)
+        answers = greedy_answers(io, messages, options)
     return [Example("anchor", q, m, a)
             for q, m, a in zip(prompts.GATE_PROMPTS, messages, answers) if a.tokens]
 
@@ -102,7 +103,7 @@ def quiz_lost(io: ModelIO, unseen: list[Example], options: SleepOptions) -> dict
     `unseen`) and the model as it is now answers wrong, with the new answers."""
     expected = dict(prompts.GATE_QUIZ)
     right = [e for e in unseen if mentions(io.decode(e.answer.tokens), expected[e.question])]
-    now = _greedy(io, [e.student_messages for e in right], options) if right else []
+    now = greedy_answers(io, [e.student_messages for e in right], options) if right else []
     lost = {e.question: io.decode(g.tokens).strip() for e, g in zip(right, now)
             if not mentions(io.decode(g.tokens), expected[e.question])}
     return {"quiz_right_before": len(right), "quiz_right_after": len(right) - len(lost),

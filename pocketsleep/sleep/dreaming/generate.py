@@ -19,8 +19,6 @@ import random
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ... import prompts
 from ...backends.mlx_lora import without_trainable_expert
 from .. import selfstudy
@@ -151,6 +149,4 @@ def forced_update(io: ModelIO, teacher, exchange: Exchange, request: str, text: 
     (its words are the teacher's answer with "As of <date>, " in front)."""
     ids = io.text_ids(text) + ([answer.end_token] if answer.end_token is not None else [])
     view = selfstudy.teacher_views(exchange, request)[0]
-    with without_trainable_expert(io.model):
-        lp = np.array(selfstudy.answer_logprobs(teacher.io, view, ids))
-    return selfstudy.top_k_answer(ids, lp, answer.topk_ids.shape[1])
+    return selfstudy.forced_answer(teacher.io, view, ids, answer.topk_ids.shape[1])
