@@ -17,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
+from pocketsleep import control_tokens
 from pocketsleep.errors import InputError, require
 from pocketsleep.models import ResolvedModel, check_fits_in_memory
 
@@ -74,6 +75,7 @@ class LlamaCppEngine(Engine):
         # otherwise may guess a built-in format (e.g. chatml) that differs from it.
         if "tokenizer.chat_template" in self.llm.metadata:
             self.llm.chat_format = "chat_template.default"
+        self.controls = self._control_texts()
         self._adapters: list = []
         self._scales: list[float] = []
 
@@ -97,7 +99,9 @@ class LlamaCppEngine(Engine):
         # and closed-book probes must not depend on what was asked before.
         self.llm.reset()
         chunks = self.llm.create_chat_completion(
-            messages=messages,
+            # Control-token text in a message is the message's text: llama-cpp-python
+            # renders the template to text and tokenizes it with specials parsed.
+            messages=control_tokens.plain_messages(messages, self.controls),
             stream=True,
             temperature=options.temperature,
             top_p=options.top_p,
@@ -131,15 +135,28 @@ class LlamaCppEngine(Engine):
         bos_id, eos_id = self.llm.token_bos(), self.llm.token_eos()
         bos = self.llm._model.token_get_text(bos_id) if bos_id != -1 else ""
         eos = self.llm._model.token_get_text(eos_id) if eos_id != -1 else ""
+        messages = control_tokens.plain_messages(messages, self.controls)
         return Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)(messages=messages).prompt
 
+    def _control_texts(self) -> frozenset[str]:
+        # The tokens llama.cpp splits out of text when it parses specials.
+        flags = self._lib.LLAMA_TOKEN_ATTR_CONTROL | self._lib.LLAMA_TOKEN_ATTR_UNKNOWN
+        model = self.llm._model
+        return frozenset(model.token_get_text(i) for i in range(self.llm.n_vocab())
+                         if model.token_get_attr(i) & flags)
+
+    def _text_tokens(self, text: str) -> list[int]:
+        # As the MLX engine tokenizes text: the same ids for the same text.
+        return self.llm.tokenize(control_tokens.plain(text, self.controls).encode("utf-8"),
+                                 add_bos=False, special=False)
+
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return len(self._text_tokens(text))
 
     def score(self, messages: list[dict], answer: str) -> list[float]:
         prompt = self.llm.tokenize(self.prompt_text(messages).encode("utf-8"),
                                    add_bos=False, special=True)
-        answer_ids = self.llm.tokenize(answer.encode("utf-8"), add_bos=False, special=False)
+        answer_ids = self._text_tokens(answer)
         n_vocab = self.llm.n_vocab()
         self.llm.reset()
         self.llm.eval(prompt)

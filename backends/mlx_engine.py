@@ -17,6 +17,7 @@ from mlx_lm.generate import stream_generate
 from mlx_lm.sample_utils import make_sampler
 from mlx_lm.utils import load as mlx_lm_load
 
+from pocketsleep import control_tokens
 from pocketsleep.config import Paths
 from pocketsleep.errors import InputError
 from pocketsleep.models import ResolvedModel, check_fits_in_memory
@@ -73,6 +74,7 @@ class MlxEngine(Engine):
         super().__init__(model_label)
         self.model = model
         self.tokenizer = tokenizer
+        self.controls = control_tokens.texts_of(tokenizer)
         self.experts: list[tuple[Path, float]] = []
 
     @classmethod
@@ -102,9 +104,15 @@ class MlxEngine(Engine):
     # -- generation ---------------------------------------------------------------
 
     def prompt_tokens(self, messages: list[dict]) -> list[int]:
+        # Control-token text in a message is the message's text, not the template's.
         return self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True
+            control_tokens.plain_messages(messages, self.controls),
+            add_generation_prompt=True, tokenize=True,
         )
+
+    def _text_tokens(self, text: str) -> list[int]:
+        return self.tokenizer.encode(control_tokens.plain(text, self.controls),
+                                     add_special_tokens=False)
 
     def stream_chat(
         self, messages: list[dict], options: GenerationOptions = GenerationOptions()
@@ -129,11 +137,11 @@ class MlxEngine(Engine):
                 yield response.text
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        return len(self._text_tokens(text))
 
     def score(self, messages: list[dict], answer: str) -> list[float]:
         prompt = self.prompt_tokens(messages)
-        answer_ids = self.tokenizer.encode(answer, add_special_tokens=False)
+        answer_ids = self._text_tokens(answer)
         if not answer_ids:
             return []
         tokens = mx.array(prompt + answer_ids)[None]

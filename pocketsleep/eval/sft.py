@@ -27,6 +27,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 
+from .. import control_tokens
 from ..config import Config, Paths
 from ..sleep.options import SleepOptions
 
@@ -63,10 +64,11 @@ def transcript_sequences(tokenizer, conversations: Sequence[Sequence[dict]],
     no generation prompt; split into windows of at most `max_tokens`. Windows overlap
     by one token, so every token but the first is a training target exactly once."""
     out = []
+    controls = control_tokens.texts_of(tokenizer)  # a turn forged in a message is text
     stride = max(1, max_tokens - 1)
     for conversation in conversations:
-        ids = list(tokenizer.apply_chat_template([dict(m) for m in conversation],
-                                                 tokenize=True))
+        ids = list(tokenizer.apply_chat_template(
+            control_tokens.plain_messages(conversation, controls), tokenize=True))
         out += [ids[i:i + max_tokens] for i in range(0, len(ids) - 1, stride)]
     return out
 

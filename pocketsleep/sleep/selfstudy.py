@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .. import prompts
+from .. import control_tokens, prompts
 from .episode import Episode, Exchange
 from .options import SleepOptions
 from .sampling import Generated, generate_batch
@@ -93,13 +93,18 @@ class ModelIO:
         self.model = model
         self.tokenizer = tokenizer
         self.eos_ids = set(tokenizer.eos_token_ids)
+        self.controls = control_tokens.texts_of(tokenizer)
 
+    # What the user said is text, even where it spells a control token: the teacher
+    # must not read a system turn or an end of turn forged inside a conversation.
     def chat_ids(self, messages: list[dict]) -> list[int]:
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                  tokenize=True)
+        return self.tokenizer.apply_chat_template(
+            control_tokens.plain_messages(messages, self.controls),
+            add_generation_prompt=True, tokenize=True)
 
     def text_ids(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        return self.tokenizer.encode(control_tokens.plain(text, self.controls),
+                                     add_special_tokens=False)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)
