@@ -70,6 +70,31 @@ Question: What am I allergic to?
 Statement: {statement}
 Question:"""
 
+# Few-shot, raw completion, every question a statement answers on one line. Asked
+# for one question per statement (QUESTION_WRITER), the 135M model asks about the
+# most obvious fact and drifts off for the rest (dev-week day 1: "What is my dog's
+# name?" but never "What breed is my dog?" or "What is my job?"); asked for a list,
+# it goes on to the other facts ("What kind of dog is Biscuit? What's his breed?").
+# Told which phrase to ask for ("Answer: beagle"), it ignored the phrase. Used when
+# SleepOptions.question_lists > 0 (off by default: no recall gained on dev-week).
+QUESTION_LIST_WRITER = """Statement: My sister lives in Paris and she is a doctor.
+Questions: Where does my sister live? What is my sister's job?
+
+Statement: We finally bought a red car last week. It's a Toyota.
+Questions: What color is my car? What brand is my car? When did I buy my car?
+
+Statement: My cat is called Miso and she is three years old.
+Questions: What is my cat's name? How old is my cat?
+
+Statement: I'm allergic to peanuts, so please avoid them.
+Questions: What am I allergic to?
+
+Statement: On Sundays I play chess with my uncle Karl. He lives in Graz.
+Questions: Who do I play chess with? When do I play chess? Where does my uncle live?
+
+Statement: {statement}
+Questions:"""
+
 # Recall requests that do not depend on one statement.
 RECALL_PROMPTS = (
     "What do you remember about me?",

@@ -43,6 +43,10 @@ def learnable_questions(monkeypatch) -> None:
         return [[f"{ABOUT}{s.split()[1]} {s.split()[2]}?"] for s in statements]
 
     monkeypatch.setattr(selfstudy, "write_questions", write_questions)
+    monkeypatch.setattr(selfstudy, "write_question_lists",
+                        lambda io, statements, n, seed: [[] for _ in statements])
+    # Whole answers: a random model's text has sentence ends anywhere.
+    monkeypatch.setattr(selfstudy, "through_sentence_stating", lambda io, answer, words: answer)
     monkeypatch.setattr(selfstudy, "grounded", lambda *a: True)
     monkeypatch.setattr(selfstudy, "usable_answer", lambda *a: True)
 

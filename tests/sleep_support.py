@@ -13,7 +13,8 @@ from pocketsleep.sleep.options import SleepOptions
 # Everything small: one block gets the expert, a few tokens per answer, every objective
 # term on every step (when there is something learnable). Dreaming is on, though off by
 # default, so that every test of forgetting, privacy and crashes covers dreams too.
-FAST = SleepOptions(steps=2, questions_per_statement=1, answers_per_question=1, anchors=2,
+FAST = SleepOptions(steps=2, questions_per_statement=1, question_lists=1,
+                    answers_per_question=1, anchors=2,
                     max_answer_tokens=8, num_layers=1, rank=2, batch_size=2, lti_group=2,
                     on_policy_every=1, lti_every=1, gate=False, dream=True)
 
@@ -48,6 +49,10 @@ def learnable_self_study(monkeypatch) -> None:
         return [[f"What did I tell you in statement {i}?"] for i, _ in enumerate(statements)]
 
     monkeypatch.setattr(selfstudy, "write_questions", write_questions)
+    monkeypatch.setattr(selfstudy, "write_question_lists",
+                        lambda io, statements, n, seed: [[] for _ in statements])
+    # Whole answers: a random model's text has sentence ends anywhere.
+    monkeypatch.setattr(selfstudy, "through_sentence_stating", lambda io, answer, words: answer)
     monkeypatch.setattr(selfstudy, "grounded", lambda *a: True)
     monkeypatch.setattr(selfstudy, "usable_answer", lambda *a: True, raising=False)
 

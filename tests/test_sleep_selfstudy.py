@@ -197,3 +197,95 @@ def test_from_journal_with_nothing_pending_is_empty(journal):
     journal.log_conversation([{"role": "user", "content": "Only private things here."}],
                              private=True)
     assert Episode.from_journal(journal).empty
+
+
+# -- questions written as lists, answers cut to the sentence that states the fact ----------
+
+class WordIO:
+    """A stand-in tokenizer: one token per word (with its following space)."""
+
+    def __init__(self, text: str):
+        self.words = [w + " " for w in text.split()]
+
+    def decode(self, ids):
+        return "".join(self.words[i] for i in ids)
+
+
+def answer_of(io: WordIO, end_token=None) -> Generated:
+    n = len(io.words) + (end_token is not None)
+    ids = np.arange(n * 2, dtype=np.int32).reshape(n, 2)
+    return Generated(list(range(len(io.words))), end_token, ids,
+                     -np.arange(n * 2, dtype=np.float32).reshape(n, 2))
+
+
+def test_an_answer_is_cut_after_the_sentence_that_states_the_fact():
+    from pocketsleep.sleep.selfstudy import through_sentence_stating
+
+    io = WordIO("Your dog is Biscuit, a lovely beagle. He is ten years old and a rescue.")
+    cut = through_sentence_stating(io, answer_of(io, end_token=99), {"biscuit"})
+    assert io.decode(cut.tokens).strip() == "Your dog is Biscuit, a lovely beagle."
+    # Cut tokens lose their end token and keep their own top-k rows.
+    assert cut.end_token is None and cut.answer_ids == cut.tokens
+    assert cut.topk_ids.shape == (7, 2) and (cut.topk_ids == answer_of(io).topk_ids[:7]).all()
+    assert (cut.topk_logprobs == answer_of(io).topk_logprobs[:7]).all()
+    # The fact in the second sentence: both sentences are kept, and no more.
+    io = WordIO("I remember. You run with Tomasz! Every Saturday, at dawn.")
+    cut = through_sentence_stating(io, answer_of(io), {"tomasz"})
+    assert io.decode(cut.tokens).strip() == "I remember. You run with Tomasz!"
+
+
+def test_an_answer_is_kept_whole_when_there_is_nothing_to_cut():
+    from pocketsleep.sleep.selfstudy import through_sentence_stating
+
+    for text, words in [("Your dog is called Biscuit.", {"biscuit"}),  # ends there
+                        ("He is a beagle named Biscuit and he", {"biscuit"}),  # no end
+                        ("I do not know. Sorry.", {"biscuit"})]:  # never says it
+        io = WordIO(text)
+        whole = answer_of(io, end_token=7)
+        assert through_sentence_stating(io, whole, words) is whole
+
+
+class ScriptedWriter:
+    """ModelIO for the question writers: the 'model' completes each prompt with the
+    next scripted text."""
+
+    def __init__(self, completions: list[str]):
+        self.completions = completions
+        self.eos_ids = {0}
+        self.model = None
+        self.prompts: list[str] = []
+
+    def text_ids(self, text):
+        self.prompts.append(text)
+        return [len(self.prompts) - 1]
+
+    def decode(self, ids):
+        return ids[0]
+
+
+def test_question_lists_are_split_filtered_and_kept_once(monkeypatch):
+    from pocketsleep.sleep import selfstudy
+
+    statements = ["My dog is a beagle named Biscuit.", "I work as a nurse at night."]
+    io = ScriptedWriter([
+        "What kind of dog is Biscuit? What breed is my dog? What is my dog's name?",
+        " What breed is my dog?  Where is my dog from? what?",
+        "What do you eat? What is my job? When do I work?",
+        "Is the hospital big? What is my job?"])
+    seen = {}
+
+    def fake_generate(model, prompts_, stop, max_tokens, temps, top_k, seed):
+        seen.update(temps=temps, prompts=[io.prompts[p[0]] for p in prompts_])
+        return [Generated([text], None, None, None) for text in io.completions]
+
+    monkeypatch.setattr(selfstudy, "generate_batch", fake_generate)
+    found = selfstudy.write_question_lists(io, statements, n=2, seed=0)
+    # Not about the user ("What kind of dog is Biscuit?", "What do you eat?"), not a
+    # question ("what?"), or asked already: dropped.
+    assert found == [["What breed is my dog?", "What is my dog's name?",
+                      "Where is my dog from?"],
+                     ["What is my job?", "When do I work?"]]
+    # One greedy and one sampled completion per statement, from the list prompt.
+    assert seen["temps"] == [0.0, 0.8, 0.0, 0.8]
+    assert [statements[0] in p for p in seen["prompts"]] == [True, True, False, False]
+    assert all(p.startswith(prompts.QUESTION_LIST_WRITER.split("{")[0]) for p in seen["prompts"])

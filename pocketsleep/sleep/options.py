@@ -24,8 +24,20 @@ class SleepOptions:
     keys: tuple[str, ...] = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
     # -- the training set D, sampled from the model itself ----------------------------
-    # Questions the model writes about each statement the user made (few-shot).
+    # Questions the model writes about each statement the user made (few-shot), one
+    # at a time (prompts.QUESTION_WRITER: greedy, then sampled)...
     questions_per_statement: int = 4
+    # ...and as lists (prompts.QUESTION_LIST_WRITER, greedy then sampled), which
+    # reach a statement's other facts ("What is my job?" next to the breakfast
+    # question); at most max_questions_per_statement in all. Off by default: on
+    # dev-week days 1-3 (bench/RESULTS.md, fifth round) two lists per statement
+    # gave the same recall (2/4, 1/3, 0/4) and doubled self-study (72 -> 134 s).
+    question_lists: int = 0
+    max_questions_per_statement: int = 8
+    # Teacher answers to statement questions cut after the sentence that states
+    # something from the statement (what a 135M teacher says next is mostly
+    # invented). Off: with it the same night lost two quiz answers and was rejected.
+    answer_one_sentence: bool = False
     # Teacher answers per question (greedy first, then sampled): several phrasings of
     # the same fact make it stick under paraphrase.
     answers_per_question: int = 3

@@ -38,7 +38,8 @@ will would can could should shall may might must let lets get got go going gone 
 one some any all more most much many such only own same other again once ok okay thanks
 please hi hello well like know think want need tell told said say says remember user
 assistant help helpful personal plan sure sorry great good glad happy questions question
-answer thing things way time day today now next last new
+answer thing things way time day today now next last new though pretty already finally
+big news still even ever named called
 """.split())
 
 
@@ -70,7 +71,7 @@ def grounded(answer: str, source: str, question: str) -> bool:
     not: one of the source's content words. A 135M teacher answers many questions
     from imagination; only answers that are supported by what the user said are
     worth distilling."""
-    return bool((content_words(answer) & content_words(source)) - content_words(question))
+    return bool(grounding_words(answer, source, question))
 
 
 @dataclass
@@ -137,6 +138,58 @@ def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> li
     return found
 
 
+LIST_MAX_TOKENS = 64
+_LIST_ITEM = re.compile(r"[^?]+\?")
+
+
+def write_question_lists(io: ModelIO, statements: list[str], n: int,
+                         seed: int) -> list[list[str]]:
+    """For each statement, the questions of `n` list completions (one greedy, the
+    rest sampled; prompts.QUESTION_LIST_WRITER), split, filtered as write_questions
+    filters, each once. One batch for all statements."""
+    newline = set(io.text_ids("\n"))
+    prompts_ = [io.text_ids(prompts.QUESTION_LIST_WRITER.format(statement=s))
+                for s in statements for _ in range(n)]
+    temps = [0.0 if i % n == 0 else 0.8 for i in range(len(prompts_))]
+    outs = generate_batch(io.model, prompts_, io.eos_ids | newline, LIST_MAX_TOKENS,
+                          temps, top_k=1, seed=seed) if prompts_ else []
+    found: list[list[str]] = []
+    for i in range(len(statements)):
+        mine: list[str] = []
+        for out in outs[i * n:(i + 1) * n]:
+            for question in _LIST_ITEM.findall(io.decode(out.tokens)):
+                question = question.strip()
+                if (_QUESTION.match(question) and _ABOUT_USER.search(question)
+                        and question not in mine):
+                    mine.append(question)
+        found.append(mine)
+    return found
+
+
+def grounding_words(answer: str, source: str, question: str) -> set[str]:
+    """The words that make an answer grounded (see grounded)."""
+    return (content_words(answer) & content_words(source)) - content_words(question)
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"')]*$")
+
+
+def through_sentence_stating(io: ModelIO, answer: Generated, words: set[str]) -> Generated:
+    """`answer` cut after the sentence in which it first says one of `words`. A 135M
+    teacher states the fact, then invents ("Biscuit is a beagle. He's a 10-year-old
+    rescue..."): distilling the invention teaches false facts and pulls general
+    answers along; the sentence that states the fact is what is worth learning."""
+    tokens = answer.tokens
+    stated = next((n for n in range(1, len(tokens) + 1)
+                   if content_words(io.decode(tokens[:n])) & words), None)
+    if stated is None:
+        return answer
+    for n in range(stated, len(tokens)):
+        if _SENTENCE_END.search(io.decode(tokens[:n]).rstrip()):
+            return Generated(tokens[:n], None, answer.topk_ids[:n], answer.topk_logprobs[:n])
+    return answer
+
+
 def teacher_views(exchange: Exchange, question: str) -> list[list[dict]]:
     """The contexts a teacher answers `question` from: the statement with the reply to
     it, and the whole conversation up to there. Two views give two phrasings of the
@@ -171,8 +224,13 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
     rng = random.Random(options.seed)
     exchanges = episode.exchanges()
     progress("writing questions", 0, 1)
-    written = write_questions(io, [x.statement for x in exchanges],
-                              options.questions_per_statement, options.seed)
+    statements = [x.statement for x in exchanges]
+    written = [(one + [q for q in listed if q not in one])[:options.max_questions_per_statement]
+               for one, listed in zip(
+                   write_questions(io, statements, options.questions_per_statement,
+                                   options.seed),
+                   write_question_lists(io, statements, options.question_lists,
+                                        options.seed))]
 
     # Each question is answered greedily from every teacher view, then sampled from
     # the first until it has `answers_per_question` answers.
@@ -194,9 +252,13 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
 
     progress("teacher answers", 0, 1)
     answers = teacher.answer_many(asked, temps, options.seed)
-    examples = [Example(kind, q, m, a, s)
-                for (kind, q, s), m, a in zip(meta, asked, answers)
-                if a.tokens and usable_answer(io.decode(a.tokens), s, q)]
+    examples = []
+    for (kind, q, s), m, a in zip(meta, asked, answers):
+        if not a.tokens or not usable_answer(io.decode(a.tokens), s, q):
+            continue
+        if kind == "statement" and options.answer_one_sentence:
+            a = through_sentence_stating(io, a, grounding_words(io.decode(a.tokens), s, q))
+        examples.append(Example(kind, q, m, a, s))
 
     progress("anchors", 0, 1)
     anchors = list(prompts.ANCHOR_PROMPTS)
