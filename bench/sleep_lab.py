@@ -59,16 +59,8 @@ def lab_method(changes: dict) -> type[Sleep]:
         name = "lab"
         description = f"sleep with {changes or 'the defaults'}"
 
-        def night(self, day, journal):
-            from pocketsleep.engines import wear_experts
-            from pocketsleep.eval.verdicts import night_verdict
-            from pocketsleep.sleep import run_sleep
-
-            options = SleepOptions(seed=self.ctx.seed).but(**changes)
-            self.last_report = run_sleep(self.ctx.paths, self.ctx.config, options)
-            self.engine.detach_experts()
-            wear_experts(self.engine, journal, self.ctx.paths)
-            return night_verdict(self.last_report)
+        def sleep_options(self):
+            return SleepOptions(seed=self.ctx.seed).but(**changes)
 
     return LabSleep
 

@@ -188,14 +188,19 @@ class Sleep(Method):
     name = "sleep"
     description = "the nightly sleep job; answers with its experts attached"
 
+    def sleep_options(self):
+        """The night's SleepOptions: the defaults with this method's ablation."""
+        from ..sleep import SleepOptions
+        from ..sleep.options import ABLATIONS
+
+        return SleepOptions(seed=self.ctx.seed).but(**ABLATIONS[self.name])
+
     def night(self, day: Day, journal: Journal) -> dict:
         from ..engines import wear_experts
-        from ..sleep import SleepOptions, run_sleep
-        from ..sleep.options import ABLATIONS
+        from ..sleep import run_sleep
         from .verdicts import night_verdict
 
-        options = SleepOptions(seed=self.ctx.seed).but(**ABLATIONS[self.name])
-        self.last_report = run_sleep(self.ctx.paths, self.ctx.config, options)
+        self.last_report = run_sleep(self.ctx.paths, self.ctx.config, self.sleep_options())
         self.engine.detach_experts()
         wear_experts(self.engine, journal, self.ctx.paths)
         return night_verdict(self.last_report)

@@ -116,6 +116,12 @@ class ModelIO:
 _ABOUT_USER = re.compile(r"\b(I|I'm|I've|me|my|mine|we|our|us)\b", re.IGNORECASE)
 
 
+def usable_question(question: str, kept: list[str]) -> bool:
+    """A new question, about the user, that looks like one."""
+    return bool(_QUESTION.match(question) and _ABOUT_USER.search(question)
+                and question not in kept)
+
+
 def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> list[list[str]]:
     """Up to `n` distinct questions about each statement: one greedy completion and a
     few sampled ones per statement, all decoded in one batch."""
@@ -131,8 +137,7 @@ def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> li
         mine: list[str] = []
         for out in outs[i * tries:(i + 1) * tries]:
             question = io.decode(out.tokens).strip()
-            if (_QUESTION.match(question) and _ABOUT_USER.search(question)
-                    and question not in mine and len(mine) < n):
+            if usable_question(question, mine) and len(mine) < n:
                 mine.append(question)
         found.append(mine)
     return found
@@ -145,8 +150,7 @@ _LIST_ITEM = re.compile(r"[^?]+\?")
 def write_question_lists(io: ModelIO, statements: list[str], n: int,
                          seed: int) -> list[list[str]]:
     """For each statement, the questions of `n` list completions (one greedy, the
-    rest sampled; prompts.QUESTION_LIST_WRITER), split, filtered as write_questions
-    filters, each once. One batch for all statements."""
+    rest sampled; prompts.QUESTION_LIST_WRITER), split, each usable one once. One batch for all statements."""
     newline = set(io.text_ids("\n"))
     prompts_ = [io.text_ids(prompts.QUESTION_LIST_WRITER.format(statement=s))
                 for s in statements for _ in range(n)]
@@ -159,8 +163,7 @@ def write_question_lists(io: ModelIO, statements: list[str], n: int,
         for out in outs[i * n:(i + 1) * n]:
             for question in _LIST_ITEM.findall(io.decode(out.tokens)):
                 question = question.strip()
-                if (_QUESTION.match(question) and _ABOUT_USER.search(question)
-                        and question not in mine):
+                if usable_question(question, mine):
                     mine.append(question)
         found.append(mine)
     return found
