@@ -37,7 +37,8 @@ PPL_REASON = "general-text perplexity rose +13.2% (limit +5%)"
 def gate_metrics(drift, ppl, before, after) -> dict:
     """The metrics a SleepReport carries, as sleep/job.py writes them."""
     return {"conversations": [1], "examples": {"train": 22, "heldout": 5},
-            "distill": {"steps": 48}, "gate_reasons": [],
+            "distill": {"steps": 48, "fit_kl": {"learnable": [0.9, 0.7], "anchors": [0.0, 0.02]}},
+            "gate_reasons": [],
             "gate": {"before": {"heldout_logprob": before, "earlier_logprob": None},
                      "after": {"heldout_logprob": after, "earlier_logprob": None},
                      "drift_kl": drift, "unseen_drift_kl": drift * 2, "ppl_change": ppl,
@@ -71,6 +72,7 @@ def test_each_nights_verdict_is_kept_and_shown(monkeypatch):
     assert rejected == {
         "night": 1, "status": "rejected", "reasons": [PPL_REASON], "conversations": 2,
         "examples": {"train": 22, "heldout": 5}, "distill_steps": 48,
+        "fit_kl": {"learnable": [0.9, 0.7], "anchors": [0.0, 0.02]},
         "drift_kl": 0.12, "unseen_drift_kl": 0.24, "ppl_change": 0.132,
         "quiz_right_before": 11, "quiz_right_after": 10,
         "heldout_logprob_before": -1.43, "heldout_logprob_after": -1.20,

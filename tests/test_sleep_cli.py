@@ -88,6 +88,8 @@ def test_a_night_then_its_report(capsys, home, journal):
     assert lines[0].startswith("Sleep #1: succeeded, ")
     assert f"  conversations: {day}" in lines
     assert any(line.startswith("  distillation: 3 steps, loss ") for line in lines)
+    assert any(line.startswith("  fit (KL to the teacher per token, before → after): learnable ")
+               and "; anchors " in line for line in lines)
     assert any(line.startswith("  held-out log-prob ") for line in lines)
     assert any(line.startswith("  time: self_study ") for line in lines)
 

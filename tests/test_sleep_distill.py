@@ -69,6 +69,24 @@ def test_the_on_policy_teacher_is_the_pre_sleep_model(setup, monkeypatch):
             if isinstance(m, mlx_lora.ExpertStack) and m.has_new} == {FAST.scale}
 
 
+def test_the_log_says_how_far_the_night_fit_its_answers_and_moved_its_anchors(setup):
+    io, teacher, train = setup
+    # (At 1e-2 the same steps overshoot: the learnable KL doubles, as faster rates
+    # did to the embedded model's nights.)
+    log = distill(io, teacher, train, FAST.but(steps=6, learning_rate=1e-3, on_policy=False,
+                                               lti=False))
+    (learn_before, learn_after), (anchor_before, anchor_after) = (
+        log.fit["learnable"], log.fit["anchors"])
+    # Learnable: the teacher saw the day, the student did not; training closes the gap.
+    assert learn_before > 0.05 and learn_after < learn_before / 2
+    # Anchors are answered by the student itself before the night: nothing to learn.
+    # Here (a teacher = the student, no context) they are scored against the model
+    # before training, so they can only drift away from 0.
+    assert abs(anchor_before) < 1e-4 and anchor_after >= anchor_before
+    assert log.summary()["fit_kl"] == {"learnable": [learn_before, learn_after],
+                                       "anchors": [anchor_before, anchor_after]}
+
+
 def test_anchors_alone_are_only_distilled_off_policy(setup):
     io, teacher, train = setup
     anchors = [e for e in train if e.kind == "anchor"]

@@ -126,6 +126,23 @@ def test_offpolicy_loss_with_the_full_vocabulary_is_kl_plus_the_teacher_entropy(
     kl = (np.exp(teacher) * (teacher - student)).sum(-1)
     entropy = -(np.exp(teacher) * teacher).sum(-1)
     assert loss.item() == pytest.approx((kl + entropy).mean(), rel=1e-4)
+    reported, ntoks = objective.offpolicy_kl(model, batch)
+    assert ntoks.item() == 2 and reported.item() == pytest.approx(kl.mean(), rel=1e-3, abs=1e-5)
+
+
+def test_offpolicy_kl_is_zero_when_the_student_says_what_the_teacher_says(model):
+    """Top-k and tail taken from the student itself (an anchor at the start of a
+    night): nothing to learn, whatever the top-k size."""
+    prompt, answer = [3, 4, 5], [6, 7, 8]
+    inputs = mx.array([prompt + answer[:-1]])
+    own = student_logprobs(model, inputs)[0, 2:5]
+    for k in (4, VOCAB):
+        top = np.argsort(-own, axis=-1)[:, :k].astype(np.int32)
+        lps = np.take_along_axis(own, top, axis=-1).astype(np.float32)
+        kl, _ = objective.offpolicy_kl(model, objective.offpolicy_batch([(prompt, answer, top, lps)]))
+        assert abs(kl.item()) < 1e-5
+        loss, _ = objective.offpolicy_loss(model, objective.offpolicy_batch([(prompt, answer, top, lps)]))
+        assert loss.item() > 0.1  # the loss itself is the teacher's entropy, not 0
 
 
 # -- on-policy -----------------------------------------------------------------------

@@ -175,6 +175,10 @@ def print_report(obj: CliContext, as_json: bool) -> None:
         d = m.get("distill", {})
         click.echo(f"  distillation: {d.get('steps')} steps, loss "
                    f"{d.get('loss_first_quarter')} → {d.get('loss_last_quarter')}")
+        fit = d.get("fit_kl") or {}
+        if fit:
+            click.echo("  fit (KL to the teacher per token, before → after): " + "; ".join(
+                f"{kind} {' → '.join(str(v) for v in kl)}" for kind, kl in fit.items()))
         g = m.get("gate", {})
         if g:
             b, a = g.get("before", {}), g.get("after", {})

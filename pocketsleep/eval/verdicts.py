@@ -26,6 +26,7 @@ def night_verdict(report: SleepReport) -> dict:
         "conversations": len(report.conversations),
         "examples": metrics.get("examples"),
         "distill_steps": (metrics.get("distill") or {}).get("steps"),
+        "fit_kl": (metrics.get("distill") or {}).get("fit_kl"),
         "drift_kl": gate.get("drift_kl"),
         "unseen_drift_kl": gate.get("unseen_drift_kl"),
         "ppl_change": gate.get("ppl_change"),

@@ -35,6 +35,10 @@ class DistillLog:
     seconds: float = 0.0
     losses: dict[str, list[float]] = field(default_factory=dict)
     stopped_by_budget: bool = False
+    # KL(teacher || student) per answer token on a sample of the learnable answers
+    # and of the anchors, [before, after] the night: did it learn what it was shown,
+    # and how far did it move where it should not? (The training loss mixes both.)
+    fit: dict[str, list[float | None]] = field(default_factory=dict)
 
     def add(self, term: str, value: float) -> None:
         self.losses.setdefault(term, []).append(round(value, 5))
@@ -52,12 +56,29 @@ class DistillLog:
             "stopped_by_budget": self.stopped_by_budget,
             "loss_first_quarter": {k: mean(v, "first") for k, v in self.losses.items()},
             "loss_last_quarter": {k: mean(v, "last") for k, v in self.losses.items()},
+            "fit_kl": dict(self.fit),
         }
 
 
 def _offpolicy_items(io: ModelIO, examples: list[Example]):
     return [(io.chat_ids(e.student_messages), e.answer.answer_ids, e.answer.topk_ids,
              e.answer.topk_logprobs) for e in examples]
+
+
+# Answers of each kind the fit is measured on (one forward pass per batch of them,
+# before and after: a few seconds a night).
+FIT_SAMPLE = 8
+
+
+def mean_kl(model, items: list, batch_size: int) -> float | None:
+    """KL(teacher || student) per answer token over `items` (off-policy items), no
+    gradient; None for no items."""
+    total = count = 0.0
+    for i in range(0, len(items), batch_size):
+        kl, ntoks = objective.offpolicy_kl(model, objective.offpolicy_batch(items[i:i + batch_size]))
+        total += kl.item() * ntoks.item()
+        count += ntoks.item()
+    return round(total / count, 4) if count else None
 
 
 class OffPolicyBatches:
@@ -105,6 +126,8 @@ def distill(io: ModelIO, teacher: Teacher, train: list[Example], options: SleepO
     }
     log = DistillLog()
     started = time.perf_counter()
+    samples = {"learnable": batches.learn[:FIT_SAMPLE], "anchors": batches.anchor[:FIT_SAMPLE]}
+    log.fit = {k: [mean_kl(model, v, options.batch_size)] for k, v in samples.items()}
     for step in range(options.steps):
         if deadline is not None and time.perf_counter() > deadline:
             log.stopped_by_budget = True
@@ -131,6 +154,8 @@ def distill(io: ModelIO, teacher: Teacher, train: list[Example], options: SleepO
         optimizer.update(model, total)
         mx.eval(model.trainable_parameters(), optimizer.state)
         log.steps += 1
+    for k, v in samples.items():
+        log.fit[k].append(mean_kl(model, v, options.batch_size))
     log.seconds = time.perf_counter() - started
     return log
 
