@@ -139,9 +139,10 @@ def test_offpolicy_kl_is_zero_when_the_student_says_what_the_teacher_says(model)
     for k in (4, VOCAB):
         top = np.argsort(-own, axis=-1)[:, :k].astype(np.int32)
         lps = np.take_along_axis(own, top, axis=-1).astype(np.float32)
-        kl, _ = objective.offpolicy_kl(model, objective.offpolicy_batch([(prompt, answer, top, lps)]))
+        batch = objective.offpolicy_batch([(prompt, answer, top, lps)])
+        kl, _ = objective.offpolicy_kl(model, batch)
         assert abs(kl.item()) < 1e-5
-        loss, _ = objective.offpolicy_loss(model, objective.offpolicy_batch([(prompt, answer, top, lps)]))
+        loss, _ = objective.offpolicy_loss(model, batch)
         assert loss.item() > 0.1  # the loss itself is the teacher's entropy, not 0
 
 

@@ -75,7 +75,8 @@ def mean_kl(model, items: list, batch_size: int) -> float | None:
     gradient; None for no items."""
     total = count = 0.0
     for i in range(0, len(items), batch_size):
-        kl, ntoks = objective.offpolicy_kl(model, objective.offpolicy_batch(items[i:i + batch_size]))
+        batch = objective.offpolicy_batch(items[i:i + batch_size])
+        kl, ntoks = objective.offpolicy_kl(model, batch)
         total += kl.item() * ntoks.item()
         count += ntoks.item()
     return round(total / count, 4) if count else None

@@ -66,6 +66,11 @@ def usable_answer(answer: str, source: str, question: str) -> bool:
     return not _ROLE_TALK.search(answer) and grounded(answer, source, question)
 
 
+def grounding_words(answer: str, source: str, question: str) -> set[str]:
+    """The words that make an answer grounded (see grounded)."""
+    return (content_words(answer) & content_words(source)) - content_words(question)
+
+
 def grounded(answer: str, source: str, question: str) -> bool:
     """The teacher's answer brings something from the episode that the question did
     not: one of the source's content words. A 135M teacher answers many questions
@@ -150,7 +155,8 @@ _LIST_ITEM = re.compile(r"[^?]+\?")
 def write_question_lists(io: ModelIO, statements: list[str], n: int,
                          seed: int) -> list[list[str]]:
     """For each statement, the questions of `n` list completions (one greedy, the
-    rest sampled; prompts.QUESTION_LIST_WRITER), split, each usable one once. One batch for all statements."""
+    rest sampled; prompts.QUESTION_LIST_WRITER), split, each usable one once. One
+    batch for all statements."""
     newline = set(io.text_ids("\n"))
     prompts_ = [io.text_ids(prompts.QUESTION_LIST_WRITER.format(statement=s))
                 for s in statements for _ in range(n)]
@@ -167,11 +173,6 @@ def write_question_lists(io: ModelIO, statements: list[str], n: int,
                     mine.append(question)
         found.append(mine)
     return found
-
-
-def grounding_words(answer: str, source: str, question: str) -> set[str]:
-    """The words that make an answer grounded (see grounded)."""
-    return (content_words(answer) & content_words(source)) - content_words(question)
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"')]*$")
@@ -228,12 +229,10 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
     exchanges = episode.exchanges()
     progress("writing questions", 0, 1)
     statements = [x.statement for x in exchanges]
-    written = [(one + [q for q in listed if q not in one])[:options.max_questions_per_statement]
-               for one, listed in zip(
-                   write_questions(io, statements, options.questions_per_statement,
-                                   options.seed),
-                   write_question_lists(io, statements, options.question_lists,
-                                        options.seed))]
+    singly = write_questions(io, statements, options.questions_per_statement, options.seed)
+    listed = write_question_lists(io, statements, options.question_lists, options.seed)
+    written = [(one + [q for q in more if q not in one])[:options.max_questions_per_statement]
+               for one, more in zip(singly, listed)]
 
     # Each question is answered greedily from every teacher view, then sampled from
     # the first until it has `answers_per_question` answers.
