@@ -67,15 +67,15 @@ def lab_method(changes: dict) -> type[Sleep]:
 
 def capture_examples(store: list) -> None:
     """Keep every night's training and held-out examples (question, answer text)."""
-    original = selfstudy.build_examples
+    original = selfstudy.study
 
-    def build(io, teacher, episode, options, *args, **kwargs):
-        train, held = original(io, teacher, episode, options, *args, **kwargs)
+    def study(io, teacher, episode, options, *args, **kwargs):
+        studied, train, held = original(io, teacher, episode, options, *args, **kwargs)
         store.append([(e.kind, "held" if e in held else "train", e.question,
                        io.decode(e.answer.tokens)) for e in train + held])
-        return train, held
+        return studied, train, held
 
-    selfstudy.build_examples = build  # the sleep job imports it when a night starts
+    selfstudy.study = study  # the sleep job imports it when a night starts
 
 
 def main() -> None:

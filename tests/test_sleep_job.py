@@ -318,6 +318,47 @@ def test_a_budget_spent_before_training_learns_nothing_and_keeps_the_day(
     assert expert_folders(paths) == [] and journal.active_experts() == []
 
 
+def test_a_day_longer_than_the_budget_learns_its_first_conversations_and_defers_the_rest(
+        paths, journal, config, monkeypatch):
+    learnable_self_study(monkeypatch)
+    day = log_day(journal)
+    # Self-study's share of the budget spent at once: it finishes the conversation it
+    # is on and stops; training has the rest of a long budget.
+    monkeypatch.setattr(job, "SELF_STUDY_SHARE", 0.0)
+    options = FAST.but(budget_seconds=3600, heldout_fraction=1.0)
+    report = run_sleep(paths, config, options)
+
+    assert report.status == "succeeded", report.reasons
+    assert report.conversations == day[:1] and report.metrics["deferred"] == day[1:]
+    assert report.metrics["distill"]["steps"] == options.steps
+    assert sources(journal, report.expert_id) == day[:1]
+    assert statuses(journal) == {day[0]: "consolidated", day[1]: "pending"}
+    probe_sources = {r["conversation_id"] for r in journal.db.query(
+        "SELECT conversation_id FROM probes WHERE kind = 'heldout'")}
+    assert probe_sources == {day[0]}  # nothing was studied from the deferred one
+
+    # The next night takes up where this one stopped.
+    second = run_sleep(paths, config, options)
+    assert second.status == "succeeded", second.reasons
+    assert second.conversations == day[1:] and second.metrics["deferred"] == []
+    assert set(statuses(journal).values()) == {"consolidated"}
+
+
+def test_without_a_budget_the_whole_day_is_studied_in_one_batch(
+        paths, journal, config, monkeypatch):
+    from pocketsleep.sleep import selfstudy
+
+    learnable_self_study(monkeypatch)
+    day = log_day(journal)
+    calls = []
+    real = selfstudy.episode_examples
+    monkeypatch.setattr(selfstudy, "episode_examples", lambda io, t, episode, *a, **k: (
+        calls.append(episode.conversation_ids), real(io, t, episode, *a, **k))[1])
+    report = run_sleep(paths, config, FAST)
+    assert report.status == "succeeded" and report.metrics["deferred"] == []
+    assert calls == [tuple(day)]
+
+
 def test_no_usable_examples_learn_nothing(paths, journal, config, monkeypatch):
     from pocketsleep.sleep import selfstudy
 

@@ -118,6 +118,10 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
     elif report.status == "succeeded":
         click.echo(f"Slept in {report.seconds:.0f} s: learned {len(report.conversations)} "
                    f"conversations into expert {report.expert_id}.")
+        deferred = report.metrics.get("deferred")
+        if deferred:
+            click.echo(f"The budget left {len(deferred)} conversations pending for the "
+                       "next sleep (run `pocketsleep sleep` again to learn them now).")
         tell(memory, merged)
         if merge_failed:
             raise merge_failed
@@ -170,6 +174,8 @@ def print_report(obj: CliContext, as_json: bool) -> None:
     if m:
         secs = m.get("seconds", {})
         click.echo(f"  conversations: {m.get('conversations')}")
+        if m.get("deferred"):
+            click.echo(f"  left pending by the budget: {m['deferred']}")
         click.echo(f"  examples: {m.get('examples')}")
         click.echo("  time: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()))
         d = m.get("distill", {})

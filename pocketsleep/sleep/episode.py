@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import prompts
 from ..journal import Journal
@@ -71,6 +71,13 @@ class Episode:
             tuple(m if len(m["content"]) <= MAX_MESSAGE_CHARS
                   else {**m, "content": m["content"][:MAX_MESSAGE_CHARS]} for m in c)
             for c in self.conversations))
+
+    def part(self, start: int, stop: int) -> "Episode":
+        """Conversations start..stop-1 (what a night's budget let it study; the rest
+        stay pending). The last message id read is the whole episode's."""
+        return replace(self, conversation_ids=self.conversation_ids[start:stop],
+                       conversations=self.conversations[start:stop],
+                       dates=self.dates[start:stop])
 
     @property
     def empty(self) -> bool:

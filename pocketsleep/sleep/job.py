@@ -27,6 +27,10 @@ from .options import SleepOptions
 
 # Time kept back from the budget for the gate and writing the expert.
 GATE_RESERVE_SECONDS = 45
+# Share of the rest that self-study may use before it stops taking conversations
+# (the one it is on is finished): training gets the other half. On a dev-week day
+# self-study takes about a third of a night (83 of 304 s, bench/RESULTS.md).
+SELF_STUDY_SHARE = 0.5
 
 
 @dataclass
@@ -105,7 +109,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     from . import gate
     from .distill import distill
     from .dreaming import dream
-    from .selfstudy import ModelIO, Teacher, build_examples
+    from .selfstudy import ModelIO, Teacher, study
 
     resolved = resolve_model(config.model, paths)
     engine = MlxEngine.load(resolved, paths)
@@ -116,15 +120,20 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     mlx_lora.add_trainable_expert(engine.model, options.num_layers, list(options.keys),
                                   options.rank, options.scale, seed=options.seed)
     timings = {}
+    deadline = study_until = None
+    if options.budget_seconds:
+        deadline = started + options.budget_seconds - GATE_RESERVE_SECONDS
+        if basis.record is None:  # a rebuild relearns all its conversations or none
+            study_until = started + SELF_STUDY_SHARE * (deadline - started)
     t = time.perf_counter()
     teacher = Teacher(io, options)
-    train, heldout = build_examples(io, teacher, episode, options, progress, basis.earlier)
+    whole = episode
+    episode, train, heldout = study(io, teacher, whole, options, progress, basis.earlier,
+                                    study_until)
+    deferred = list(whole.conversation_ids[len(episode.conversation_ids):])
     timings["self_study"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    deadline = None
-    if options.budget_seconds:
-        deadline = started + options.budget_seconds - GATE_RESERVE_SECONDS
     log = distill(io, teacher, train, options, deadline, progress)
     checkpoint("sleep.distilled")
     timings["distill"] = time.perf_counter() - t
@@ -158,6 +167,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     timings["gate"] = time.perf_counter() - t
     metrics = {
         "conversations": list(episode.conversation_ids),
+        # Pending conversations the budget left for the next night.
+        "deferred": deferred,
         "examples": {"train": len(train), "heldout": len(heldout)},
         "distill": log.summary(), "dream": dream_log,
         "gate": verdict.metrics, "gate_reasons": verdict.reasons,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -136,7 +137,7 @@ def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> li
                 for s in statements for _ in range(tries)]
     temps = [0.0 if i % tries == 0 else 0.8 for i in range(len(prompts_))]
     outs = generate_batch(io.model, prompts_, io.eos_ids | newline, QUESTION_MAX_TOKENS,
-                          temps, top_k=1, seed=seed)
+                          temps, top_k=1, seed=seed) if prompts_ else []
     found: list[list[str]] = []
     for i in range(len(statements)):
         mine: list[str] = []
@@ -223,14 +224,52 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
                    progress: Callable[[str, int, int], None] = lambda *a: None,
                    earlier: Sequence[tuple[str, str]] = ()
                    ) -> tuple[list[Example], list[Example]]:
-    """Return (training examples, held-out examples for the gate). `earlier`: the
-    stored probes of the experts the model already wears, held in place as anchors."""
+    """Return (training examples, held-out examples for the gate) for the whole
+    episode. `earlier`: the stored probes of the experts the model already wears,
+    held in place as anchors."""
+    _, train, heldout = study(io, teacher, episode, options, progress, earlier)
+    return train, heldout
+
+
+def study(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptions,
+          progress: Callable[[str, int, int], None] = lambda *a: None,
+          earlier: Sequence[tuple[str, str]] = (), stop_at: float | None = None
+          ) -> tuple[Episode, list[Example], list[Example]]:
+    """Return (the part of the episode studied, training examples, held-out ones).
+
+    With no `stop_at` the whole episode is studied in one batch. With one (a
+    time.perf_counter() value: self-study's share of a --budget) it is studied a
+    conversation at a time, oldest first, and study ends after the first
+    conversation that finishes past it. Fix: self-study grows with the day (a 16x
+    dev-week day needs ~20 min of it) and ignored the budget, so a long day trained
+    no step, was rejected and stayed pending every night. Now the conversations not
+    reached wait for the next night, and what was studied is learned tonight."""
     rng = random.Random(options.seed)
+    n = len(episode.conversation_ids)
+    parts = [(0, n)] if stop_at is None else [(i, i + 1) for i in range(n)]
+    examples: list[Example] = []
+    studied = 0
+    for i, (lo, hi) in enumerate(parts):
+        examples += episode_examples(io, teacher, episode.part(lo, hi), options,
+                                     options.seed + i, lambda phase, *_: progress(phase, lo, n))
+        studied = hi
+        if stop_at is not None and time.perf_counter() > stop_at:
+            break
+    examples += anchor_examples(io, options, rng, progress)
+    train, heldout = split_heldout(examples, options, rng)
+    return episode.part(0, studied), train + earlier_anchors(io, earlier, options), heldout
+
+
+def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptions,
+                     seed: int, progress: Callable[[str, int, int], None] = lambda *a: None
+                     ) -> list[Example]:
+    """The teacher's grounded answers to the model's questions about each statement
+    and to the fixed recall requests about each conversation."""
     exchanges = episode.exchanges()
     progress("writing questions", 0, 1)
     statements = [x.statement for x in exchanges]
-    singly = write_questions(io, statements, options.questions_per_statement, options.seed)
-    listed = write_question_lists(io, statements, options.question_lists, options.seed)
+    singly = write_questions(io, statements, options.questions_per_statement, seed)
+    listed = write_question_lists(io, statements, options.question_lists, seed)
     written = [(one + [q for q in more if q not in one])[:options.max_questions_per_statement]
                for one, more in zip(singly, listed)]
 
@@ -253,7 +292,7 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
             meta.append(("recall", q, source))
 
     progress("teacher answers", 0, 1)
-    answers = teacher.answer_many(asked, temps, options.seed)
+    answers = teacher.answer_many(asked, temps, seed)
     examples = []
     for (kind, q, s), m, a in zip(meta, asked, answers):
         if not a.tokens or not usable_answer(io.decode(a.tokens), s, q):
@@ -261,7 +300,13 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
         if kind == "statement" and options.answer_one_sentence:
             a = through_sentence_stating(io, a, grounding_words(io.decode(a.tokens), s, q))
         examples.append(Example(kind, q, m, a, s))
+    return examples
 
+
+def anchor_examples(io: ModelIO, options: SleepOptions, rng: random.Random,
+                    progress: Callable[[str, int, int], None] = lambda *a: None
+                    ) -> list[Example]:
+    """Generic requests answered by the model without the episode (old behaviour)."""
     progress("anchors", 0, 1)
     anchors = list(prompts.ANCHOR_PROMPTS)
     rng.shuffle(anchors)
@@ -270,10 +315,8 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
     anchor_answers = generate_batch(io.model, [io.chat_ids(m) for m in anchor_messages],
                                     io.eos_ids, options.anchor_tokens,
                                     [0.0] * len(anchors), top_k=options.top_k)
-    examples += [Example("anchor", q, m, a)
-                 for q, m, a in zip(anchors, anchor_messages, anchor_answers) if a.tokens]
-    train, heldout = split_heldout(examples, options, rng)
-    return train + earlier_anchors(io, earlier, options), heldout
+    return [Example("anchor", q, m, a)
+            for q, m, a in zip(anchors, anchor_messages, anchor_answers) if a.tokens]
 
 
 def earlier_anchors(io: ModelIO, earlier: Sequence[tuple[str, str]],
