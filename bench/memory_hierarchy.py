@@ -98,8 +98,9 @@ def main() -> None:
         (home / "config.toml").write_text(
             f"nightly_window = {args.window}\nweekly_window = {args.window}\n")
         user = User(home)
-        # Nights already done in a kept --home are not run again.
-        state = home / "memory_bench.json"
+        # Nights already done in a kept --home are not run again (kept beside it: the
+        # forget check reads every file in the home for what was forgotten).
+        state = home.parent / f"{home.name}.bench.json"
         done = json.loads(state.read_text()) if state.exists() else {"nights": [], "answers": []}
         probes = [p for day in suite.days[:len(done["nights"])] for p in day.probes]
         for n, day in enumerate(suite.days[len(done["nights"]):], len(done["nights"]) + 1):
@@ -117,7 +118,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
         out["nights"] = done["nights"]
         out["rollback"] = check_rollback(user, probes, done["answers"])
-        out["forget"] = check_forget(user, probes, done["answers"][-1], suite)
+        out["forget"] = check_forget(user, home, probes, done["answers"][-1], suite)
     print_tables(out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
@@ -158,27 +159,32 @@ def check_rollback(user: User, probes: list, answers_after: list[list[dict]]) ->
             "asked_forward": len(forward)}
 
 
-def check_forget(user: User, probes: list, before: list[dict], suite) -> dict:
+def check_forget(user: User, home: Path, probes: list, before: list[dict], suite) -> dict:
     """Forget the conversation behind the first recalled probe that one conversation
-    holds (else behind the first day's first probe); ask everything again."""
+    holds (else behind the first day's first probe); ask everything again, and look
+    for the forgotten answers in every file of the data home."""
     recalled = [p for p, a in zip(probes, before) if a["recalled"]]
     texts = conversation_texts(user)
-    target = next(((p, cid) for p in recalled + list(suite.days[0].probes)
+    target = next((cid for p in recalled + list(suite.days[0].probes)
                    if (cid := holding(texts, p.answers)) is not None), None)
     if target is None:
         return {"ran": False, "why": "no probe's answer is in exactly one conversation"}
-    probe, cid = target
+    # Every probe whose answer only that conversation holds is about what is forgotten.
+    gone = [i for i, p in enumerate(probes) if holding(texts, p.answers) == target]
+    others = [i for i in range(len(probes)) if i not in gone]
     started = time.perf_counter()
-    summary = user.run("forget", str(cid), "--yes")
+    summary = user.run("forget", str(target), "--yes")
     seconds = time.perf_counter() - started
     after = ask_all(user, probes)
-    gone = [i for i, p in enumerate(probes) if p is probe]
-    others = [i for i in range(len(probes)) if i not in gone]
-    return {"ran": True, "conversation": cid, "probe": probe.question,
-            "seconds": round(seconds), "summary": summary.strip(),
-            "recalled_before": before[gone[0]]["recalled"],
-            "recalled_after": after[gone[0]]["recalled"],
-            "answer_after": after[gone[0]]["answer"],
+    words = [w.encode() for i in gone for w in probes[i].answers]
+    leftover = sorted(str(f.relative_to(home)) for f in home.rglob("*")
+                      if f.is_file() and any(w in f.read_bytes() for w in words))
+    return {"ran": True, "conversation": target, "seconds": round(seconds),
+            "summary": summary.strip(),
+            "forgotten": [{"question": probes[i].question, "before": before[i]["recalled"],
+                           "after": after[i]["recalled"], "answer_after": after[i]["answer"]}
+                          for i in gone],
+            "files_with_the_answers": leftover,
             "others_before": sum(before[i]["recalled"] for i in others),
             "others_after": sum(after[i]["recalled"] for i in others),
             "others": len(others)}
@@ -192,7 +198,7 @@ def print_tables(out: dict) -> None:
     for r in out["nights"]:
         print(f"| {r['night']} | {r['status']} | {r['seconds']} | "
               f"{'; '.join(r['consolidations']) or '—'} | {r['merge']} | v{r['version']} | "
-              f"{r['experts']} | {r['max_logit_diff']} | {r['same_answers']} | "
+              f"{r['experts']} | {_g(r['max_logit_diff'])} | {r['same_answers']} | "
               f"{r['recalled']}/{r['probes']} |")
     rb = out["rollback"]
     if rb.get("ran"):
@@ -200,13 +206,20 @@ def print_tables(out: dict) -> None:
               f"answers identical to v{rb['to']}'s; undone: {rb['same_after_undo']}/"
               f"{rb['asked_forward']} identical to v{rb['from']}'s")
     f = out["forget"]
-    if f.get("ran"):
-        print(f"forget conversation {f['conversation']} ({f['seconds']} s) for "
-              f"{f['probe']!r}: recalled {f['recalled_before']} -> {f['recalled_after']} "
-              f"({f['answer_after'][:60]!r}); the other probes {f['others_before']} -> "
-              f"{f['others_after']} of {f['others']}")
-    else:
+    if not f.get("ran"):
         print(f"forget: not run ({f.get('why')})")
+        return
+    print(f"forget conversation {f['conversation']} ({f['seconds']} s): {f['summary']}")
+    for g in f["forgotten"]:
+        print(f"  {g['question']!r}: recalled {g['before']} -> {g['after']} "
+              f"({g['answer_after'][:60]!r})")
+    print(f"  the other probes: recalled {f['others_before']} -> {f['others_after']} of "
+          f"{f['others']}; files in the data home holding the forgotten answers: "
+          f"{f['files_with_the_answers'] or 'none'}")
+
+
+def _g(x) -> str:
+    return "—" if x is None else f"{x:.2g}"
 
 
 if __name__ == "__main__":
