@@ -69,6 +69,23 @@ def test_log_private_from_stdin(capsys, monkeypatch):
     assert "[private]" in out
 
 
+def test_log_with_the_day_it_was_held(capsys, conv_file):
+    code, _, _ = run(capsys, "log", "--file", str(conv_file), "--date", "2026-03-02")
+    assert code == 0
+    _, out, _ = run(capsys, "history", "--json")
+    assert json.loads(out)[0]["started_at"] == "2026-03-02T12:00:00+00:00"
+
+
+@pytest.mark.parametrize("day, message", [("March 2", "expected a day as YYYY-MM-DD"),
+                                          ("2999-01-01", "has not come yet")])
+def test_log_with_a_bad_date_writes_nothing(capsys, conv_file, tmp_path, day, message):
+    run(capsys, "status")  # the journal exists already
+    code, _, err = run(capsys, "log", "--file", str(conv_file), "--date", day)
+    assert code == 1 and message in err and err.count("\n") == 1
+    with Journal.open(tmp_path / "home" / "journal.db") as j:
+        assert j.conversations() == []
+
+
 def test_history_neutralises_terminal_escapes(capsys, tmp_path):
     path = tmp_path / "evil.json"
     path.write_text(json.dumps([{"role": "user", "content": "hi \x1b]0;pwned\x07 \x1b[2J"}]))

@@ -145,14 +145,16 @@ class Inspector(ClosedBook):
 
     name = "inspector"
     seen: list = []
+    dates: list = []
 
     def night(self, day, journal):
         titles = [c.title for c in journal.pending_conversations()]
         Inspector.seen.append((day.date, titles, self.ctx.paths.home, self.ctx.paths.home.exists()))
+        Inspector.dates.append([c.started_at[:10] for c in journal.pending_conversations()])
 
 
 def test_each_method_gets_a_fresh_temporary_home_with_the_days_logged(suite, data_home):
-    Inspector.seen = []
+    Inspector.seen, Inspector.dates = [], []
     run(suite, [Inspector])
     (d1, t1, home, existed), (d2, t2, home2, _) = Inspector.seen
     assert (d1, t1) == ("2026-01-01", ["2026-01-01 #1", "2026-01-01 #2"])
@@ -160,6 +162,9 @@ def test_each_method_gets_a_fresh_temporary_home_with_the_days_logged(suite, dat
     assert existed and home == home2
     assert data_home not in home.parents
     assert not home.exists()  # removed after the run
+    # Each day's conversations carry the suite's date, as the sleep sees them (the
+    # "as of <date>" dreams order facts by it), not the day the evaluation ran.
+    assert Inspector.dates == [["2026-01-01"] * 2, ["2026-01-01"] * 2 + ["2026-01-02"]]
 
 
 class Noisy(ClosedBook):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import click
 
 from ..errors import InputError
@@ -37,15 +39,30 @@ def read_conversation(path: str) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in data]
 
 
+def held_on(day: str) -> str:
+    """'2026-03-02' -> the journal's timestamp for noon UTC that day."""
+    try:
+        date = dt.date.fromisoformat(day)
+    except ValueError:
+        raise InputError(f"--date {day!r}: expected a day as YYYY-MM-DD, e.g. 2026-03-02") from None
+    if date > dt.date.today() + dt.timedelta(days=1):
+        raise InputError(f"--date {day}: that day has not come yet")
+    return f"{date.isoformat()}T12:00:00+00:00"
+
+
 @click.command("log")
 @click.option("--file", "-f", "file", required=True, metavar="CONV.json",
               help='A JSON list of {"role", "content"} messages; - reads standard input.')
 @click.option("--title", help="A title for the conversation.")
 @click.option("--private", is_flag=True, help="Never learn from this conversation.")
+@click.option("--date", "day", metavar="YYYY-MM-DD",
+              help="The day it was held (default: today); the sleep dates what it learns by it.")
 @click.pass_obj
-def command(obj: CliContext, file: str, title: str | None, private: bool) -> None:
-    """Import a conversation, as if it had been chatted today."""
+def command(obj: CliContext, file: str, title: str | None, private: bool,
+            day: str | None) -> None:
+    """Import a conversation, as if it had been chatted today (or on --date)."""
+    at = held_on(day) if day else None
     messages = read_conversation(file)
-    cid = obj.journal.log_conversation(messages, title=title, private=private)
+    cid = obj.journal.log_conversation(messages, title=title, private=private, at=at)
     note = " (private: never learned from)" if private else ""
     click.echo(f"Logged conversation {cid} ({len(messages)} messages){note}.")

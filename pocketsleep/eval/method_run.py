@@ -82,7 +82,8 @@ class MethodRun:
 
     def _night(self, method: Method, journal: Journal, n: int, day: Day, tag: str) -> None:
         for i, conversation in enumerate(day.conversations):
-            journal.log_conversation(conversation, title=f"{day.date} #{i + 1}", source="eval")
+            journal.log_conversation(conversation, title=f"{day.date} #{i + 1}", source="eval",
+                                     at=f"{day.date}T12:00:00+00:00")  # the suite's day
             self.history.append((day.date, [dict(m) for m in conversation]))
         self.say(f"{tag}: night")
         self.memory.reset()

@@ -126,14 +126,17 @@ class Journal:
         title: str | None = None,
         private: bool = False,
         source: str = "import",
+        at: str | None = None,
     ) -> int:
-        """Store a whole conversation at once: all of it, or nothing."""
+        """Store a whole conversation at once: all of it, or nothing. `at` (ISO 8601)
+        is when it was held, if not now: an imported old chat, or an evaluation day,
+        whose date the sleep sees (dreaming's "as of <date>" updates order facts by it)."""
         messages = list(messages)
         require_utf8(title, "the title")
         for i, m in enumerate(messages, 1):
             check_role(m["role"])
             require_utf8(m["content"], f"message {i}")
-        t = now()
+        t = at or now()
         with self._write():
             cur = self.db.execute(
                 "INSERT INTO conversations (started_at, updated_at, title, private, source)"
