@@ -105,7 +105,7 @@ def main() -> None:
         probes = [p for day in suite.days[:len(done["nights"])] for p in day.probes]
         for n, day in enumerate(suite.days[len(done["nights"]):], len(done["nights"]) + 1):
             for c in day.conversations:
-                user.run("log", "--file", "-", input=json.dumps(list(c)))
+                user.run("log", "--file", "-", "--date", day.date, input=json.dumps(list(c)))
             started = time.perf_counter()
             night = user.json("sleep")
             seconds = time.perf_counter() - started
@@ -117,7 +117,7 @@ def main() -> None:
             state.write_text(json.dumps(done))
             print(json.dumps(row), flush=True)
         out["nights"] = done["nights"]
-        out["rollback"] = check_rollback(user, probes, done["answers"])
+        out["rollback"] = check_rollback(user, probes, done)
         out["forget"] = check_forget(user, home, probes, done["answers"][-1], suite)
     print_tables(out)
     if args.json:
@@ -140,22 +140,21 @@ def night_row(n: int, night: dict, seconds: float, versions: list, answers: list
     }
 
 
-def check_rollback(user: User, probes: list, answers_after: list[list[dict]]) -> dict:
-    """Back to the version before the last night, then forward again."""
-    versions = sorted(v["version"] for v in user.json("models"))
-    if len(versions) < 2:
-        return {"ran": False, "why": "fewer than two versions"}
-    last, previous = versions[-1], versions[-2]
+def check_rollback(user: User, probes: list, done: dict) -> dict:
+    """Back to the version the night before the last made, then forward again."""
+    nights, answers = done["nights"], done["answers"]
+    if len(nights) < 2 or None in (nights[-1]["version"], nights[-2]["version"]) \
+            or nights[-1]["version"] == nights[-2]["version"]:
+        return {"ran": False, "why": "the last two nights did not each make a version"}
+    last, previous = nights[-1]["version"], nights[-2]["version"]
     user.run("models", "rollback", str(previous))
-    back = ask_all(user, probes[:len(answers_after[-2])])
+    back = ask_all(user, probes[:len(answers[-2])])
     user.run("models", "rollback", str(last))
     forward = ask_all(user, probes)
     return {"ran": True, "from": last, "to": previous,
-            "same_as_before": sum(a["answer"] == b["answer"]
-                                  for a, b in zip(back, answers_after[-2])),
+            "same_as_before": sum(a["answer"] == b["answer"] for a, b in zip(back, answers[-2])),
             "asked_back": len(back),
-            "same_after_undo": sum(a["answer"] == b["answer"]
-                                   for a, b in zip(forward, answers_after[-1])),
+            "same_after_undo": sum(a["answer"] == b["answer"] for a, b in zip(forward, answers[-1])),
             "asked_forward": len(forward)}
 
 
@@ -176,9 +175,9 @@ def check_forget(user: User, home: Path, probes: list, before: list[dict], suite
     summary = user.run("forget", str(target), "--yes")
     seconds = time.perf_counter() - started
     after = ask_all(user, probes)
-    words = [w.encode() for i in gone for w in probes[i].answers]
+    words = [w.lower().encode() for i in gone for w in probes[i].answers]
     leftover = sorted(str(f.relative_to(home)) for f in home.rglob("*")
-                      if f.is_file() and any(w in f.read_bytes() for w in words))
+                      if f.is_file() and any(w in f.read_bytes().lower() for w in words))
     return {"ran": True, "conversation": target, "seconds": round(seconds),
             "summary": summary.strip(),
             "forgotten": [{"question": probes[i].question, "before": before[i]["recalled"],

@@ -64,7 +64,8 @@ def one_night(suite: Path, day: int, k: int, budget: str | None) -> dict:
     return {"size": k, "status": report.status, "episode_tokens": tokens,
             "examples": m.get("examples", {}), "seconds": m.get("seconds", {}),
             "total_seconds": round(total, 1),
-            "learned": len(report.conversations), "deferred": len(m.get("deferred", [])),
+            "learned": len(report.conversations) if report.status == "succeeded" else 0,
+            "deferred": len(m.get("deferred", [])),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 

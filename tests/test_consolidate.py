@@ -230,6 +230,19 @@ def test_a_failure_mid_consolidation_changes_nothing(paths, config, three_nights
     assert not consolidate.tried_before(journal, hierarchy.due(nightly, 3, 2))
 
 
+def test_a_sleep_with_a_budget_leaves_a_due_consolidation_for_later(
+        paths, config, three_nights, journal):
+    # A consolidation takes about a night per expert it replaces: no budget a night
+    # kept would hold it. The next sleep without one (the scheduled one) runs it.
+    nightly = journal.active_experts()
+    report = consolidate_if_due(paths, config, options=LOOSE.but(budget_seconds=1200))
+    assert report.runs == [] and "wait for a sleep without --budget" in report.note
+    assert journal.active_experts() == nightly
+    assert journal.sleeps(kind="consolidation") == []
+    assert [r.status for r in consolidate_if_due(paths, config, options=LOOSE).runs] == [
+        "consolidated"]
+
+
 def test_busy_while_a_sleep_runs(paths, config):
     from pocketsleep.sleep.job import sleep_lock
 

@@ -55,7 +55,7 @@ def fake_engine(monkeypatch):
 
 def test_errors_are_one_line_before_any_model_loads(capsys, suite_file, tmp_path, fake_engine):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"days": [{"date": "x", "conversations": [[]], "probes": []}]}))
+    bad.write_text(json.dumps({"days": [{"date": "2026-01-01", "conversations": [[]], "probes": []}]}))
     cases = [
         (["--suite", str(bad)], "bad.json: days[0].conversations[0] is empty"),
         (["--suite", str(suite_file), "--methods", "none,dream"],

@@ -25,15 +25,37 @@ def mode(path) -> int:
 def test_a_missing_folder_is_created_for_this_user_alone(tmp_path):
     env = env_for(tmp_path)
     said = secure_kernel_cache(env)
-    assert "created" in said and mode(tmp_path / "t" / "mlx") == 0o700
+    assert "alone" in said and mode(tmp_path / "t" / "mlx") == 0o700
     assert env["TMPDIR"] == str(tmp_path / "t")  # nothing redirected
 
 
-def test_this_users_own_folder_is_kept(tmp_path):
+def test_this_users_own_folder_is_kept_and_closed(tmp_path):
     env = env_for(tmp_path)
     (tmp_path / "t" / "mlx").mkdir(mode=0o755)
     assert "this user's" in secure_kernel_cache(env)
     assert env["TMPDIR"] == str(tmp_path / "t")
+    # MLX makes its subfolders with the umask's modes: closing the top keeps others out.
+    assert mode(tmp_path / "t" / "mlx") == 0o700
+
+
+def test_an_empty_tmpdir_gets_a_private_folder(tmp_path):
+    # MLX takes a set-but-empty TMPDIR as it is, and then cannot compile at all.
+    env = {"TMPDIR": "", "TMP": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    secure_kernel_cache(env)
+    assert env["TMPDIR"] == str(tmp_path / "cache" / "pocketsleep" / "tmp")
+
+
+def test_python_temporary_files_stay_where_they_were(tmp_path, monkeypatch):
+    import tempfile
+
+    for var, value in env_for(tmp_path).items():  # the real environment (restored after)
+        monkeypatch.setenv(var, value)
+    (tmp_path / "t" / "mlx").mkdir()
+    (tmp_path / "t" / "mlx").chmod(0o777)
+    monkeypatch.setattr(tempfile, "tempdir", None)  # not yet worked out in this process
+    secure_kernel_cache()
+    assert os.environ["TMPDIR"] == str(tmp_path / "cache" / "pocketsleep" / "tmp")
+    assert tempfile.gettempdir() == str(tmp_path / "t")
 
 
 @pytest.mark.parametrize("unsafe", ["world-writable", "group-writable", "a link"])

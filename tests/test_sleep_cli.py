@@ -168,6 +168,17 @@ def test_report_before_any_sleep(capsys, home):
 
 
 @pytest.mark.parametrize("text, seconds", [
-    ("20m", 1200), ("90s", 90), ("1h", 3600), ("45", 45), (" 2M ", 120), ("0.5h", 1800)])
+    ("20m", 1200), ("200s", 200), ("1h", 3600), ("300", 300), (" 4M ", 240), ("0.5h", 1800)])
 def test_parse_budget(text, seconds):
     assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("budget", ["90s", "2m", "60"])
+def test_a_budget_too_short_to_learn_anything_is_refused(capsys, home, journal, budget):
+    # Less than the gate's reserve and a little training: every such night was
+    # rejected ("no distillation step ran") and its day stayed pending.
+    log_day(journal)
+    code, out, err = run(capsys, "sleep", "--budget", budget)
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "too short to learn anything" in err and "3m or more" in err
+    assert journal.sleeps() == []

@@ -120,7 +120,8 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
                    f"conversations into expert {report.expert_id}.")
         deferred = report.metrics.get("deferred")
         if deferred:
-            click.echo(f"The budget left {len(deferred)} conversations pending for the "
+            n = len(deferred)
+            click.echo(f"The budget left {n} conversation{'s' * (n != 1)} pending for the "
                        "next sleep (run `pocketsleep sleep` again to learn them now).")
         tell(memory, merged)
         if merge_failed:

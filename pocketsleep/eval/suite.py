@@ -13,6 +13,7 @@ offending value, e.g. `dev-week.json: days[2].probes[0] has no 'answers'`.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,7 @@ def parse_suite(raw, source: str = "suite", default_name: str = "suite") -> Suit
 def _day(check: "_Checker", raw, where: str) -> Day:
     check.kind(raw, dict, where, "an object")
     date = check.key(raw, "date", where, str, "a string")
-    check.text(date, f"{where}.date")
+    check.day(date, f"{where}.date")
     convs_raw = check.key(raw, "conversations", where, list, "a list")
     check.nonempty(convs_raw, f"{where}.conversations")
     conversations = []
@@ -149,6 +150,15 @@ class _Checker:
     def text(self, value: str, where: str) -> None:
         if not value.strip():
             self.fail(f"{where} is blank")
+
+    def day(self, value: str, where: str) -> None:
+        """A calendar day, YYYY-MM-DD: the day's conversations are logged as held then."""
+        try:
+            ok = dt.date.fromisoformat(value).isoformat() == value
+        except ValueError:
+            ok = False
+        if not ok:
+            self.fail(f"{where} is {value!r}, not a day as YYYY-MM-DD")
 
     def strings(self, values: list, where: str) -> list[str]:
         for i, v in enumerate(values):

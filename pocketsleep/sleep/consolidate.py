@@ -98,6 +98,12 @@ def consolidate_if_due(paths: Paths, config: Config, progress: Progress = lambda
                 report.note = (f"The {len(plan.experts)} experts due for a {plan.into} expert "
                                "were rejected before; waiting for another night.")
                 break
+            if options.budget_seconds and not force:
+                # A consolidation takes about a night per expert it replaces (556 s for
+                # three on dev-week): it would break any budget the night kept.
+                report.note = (f"The {len(plan.experts)} experts due for a {plan.into} expert "
+                               "wait for a sleep without --budget (the scheduled one).")
+                break
             run = _run(paths, config, options, journal, plan, progress)
             report.runs.append(run)
             if run.status != "consolidated":

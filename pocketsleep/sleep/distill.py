@@ -129,13 +129,12 @@ def distill(io: ModelIO, teacher: Teacher, train: list[Example], options: SleepO
     started = time.perf_counter()
     samples = {"learnable": batches.learn[:FIT_SAMPLE], "anchors": batches.anchor[:FIT_SAMPLE]}
     log.fit = {k: [mean_kl(model, v, options.batch_size)] for k, v in samples.items()}
-    loop_started = time.perf_counter()
+    longest = 0.0  # seconds of the longest step so far (on-policy and LTI ones: 3-4x)
     for step in range(options.steps):
-        # Stop before a step that would end past the deadline (a step lasts about
-        # the mean so far): checking only whether it had passed overran a 5-minute
-        # budget by a step and the fit measurement (bench/RESULTS.md).
-        mean_step = (time.perf_counter() - loop_started) / step if step else 0.0
-        if deadline is not None and time.perf_counter() + mean_step > deadline:
+        # Stop before a step that could end past the deadline: checking only whether
+        # it had passed overran a 5-minute budget by a step (bench/RESULTS.md).
+        step_started = time.perf_counter()
+        if deadline is not None and step_started + longest > deadline:
             log.stopped_by_budget = True
             break
         progress("distilling", step, options.steps)
@@ -160,6 +159,7 @@ def distill(io: ModelIO, teacher: Teacher, train: list[Example], options: SleepO
         optimizer.update(model, total)
         mx.eval(model.trainable_parameters(), optimizer.state)
         log.steps += 1
+        longest = max(longest, time.perf_counter() - step_started)
     for k, v in samples.items():
         log.fit[k].append(mean_kl(model, v, options.batch_size))
     log.seconds = time.perf_counter() - started

@@ -175,9 +175,17 @@ def parse_budget(text: str) -> float:
             value = float(text)
     except ValueError:
         value = -1
-    if value <= 0:
-        from ..errors import InputError
+    from ..errors import InputError
 
+    if value <= 0:
         raise InputError(f"cannot read the budget '{text}'; use e.g. 20m, 90s or 1h")
+    if value < MIN_BUDGET_SECONDS:
+        raise InputError(f"a budget of {text} is too short to learn anything: the gate and "
+                         f"writing the expert alone take about a minute; give "
+                         f"{MIN_BUDGET_SECONDS // 60}m or more")
     return value
+
+
+# The gate's reserve (job.GATE_RESERVE_SECONDS) and a few minutes to study and train.
+MIN_BUDGET_SECONDS = 180
 

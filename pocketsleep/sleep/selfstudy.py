@@ -239,8 +239,9 @@ def study(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptio
 
     With no `stop_at` the whole episode is studied in one batch. With one (a
     time.perf_counter() value: self-study's share of a --budget) it is studied a
-    conversation at a time, oldest first, and study ends after the first
-    conversation that finishes past it. Fix: self-study grows with the day (a 16x
+    conversation at a time, in the order they were logged, and study ends after the
+    first conversation that finishes past it (smaller batches and other seeds: a
+    night with a budget differs a little from one without, even when it fits). Fix: self-study grows with the day (a 16x
     dev-week day needs ~20 min of it) and ignored the budget, so a long day trained
     no step, was rejected and stayed pending every night. Now the conversations not
     reached wait for the next night, and what was studied is learned tonight."""
@@ -250,8 +251,10 @@ def study(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptio
     examples: list[Example] = []
     studied = 0
     for i, (lo, hi) in enumerate(parts):
+        # A conversation at a time, one phase: its steps are the conversations.
+        told = progress if stop_at is None else lambda *_: progress("self-study", lo, n)
         examples += episode_examples(io, teacher, episode.part(lo, hi), options,
-                                     options.seed + i, lambda phase, *_: progress(phase, lo, n))
+                                     options.seed + i, told)
         studied = hi
         if stop_at is not None and time.perf_counter() > stop_at:
             break
