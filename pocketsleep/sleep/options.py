@@ -25,7 +25,11 @@ class SleepOptions:
 
     # -- the training set D, sampled from the model itself ----------------------------
     # Questions the model writes about each statement the user made (few-shot), one
-    # at a time (prompts.QUESTION_WRITER: greedy, then sampled)...
+    # at a time (prompts.QUESTION_WRITER: greedy, then sampled)... Not more: at 8, on
+    # dev-week days 1-3 (bench/sleep_lab.py, 2026-12-01) the extra sampled questions
+    # were mostly off the point ("What's my favorite drink?" -> wine), two of three
+    # nights lost two quiz answers and were rejected, and no probe was recalled
+    # (defaults: 2/4, 1/3, 0/4, every night kept).
     questions_per_statement: int = 4
     # ...and as lists (prompts.QUESTION_LIST_WRITER, greedy then sampled), which
     # reach a statement's other facts ("What is my job?" next to the breakfast
