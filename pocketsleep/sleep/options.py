@@ -176,6 +176,10 @@ ABLATIONS = {
 }
 
 
+# The gate's reserve (job.GATE_RESERVE_SECONDS) and a few minutes to study and train.
+MIN_BUDGET_SECONDS = 180
+
+
 def parse_budget(text: str) -> float:
     """'20m', '90s', '1h', or plain seconds."""
     text = text.strip().lower()
@@ -196,8 +200,3 @@ def parse_budget(text: str) -> float:
                          f"writing the expert alone take about a minute; give "
                          f"{MIN_BUDGET_SECONDS // 60}m or more")
     return value
-
-
-# The gate's reserve (job.GATE_RESERVE_SECONDS) and a few minutes to study and train.
-MIN_BUDGET_SECONDS = 180
-

@@ -128,21 +128,28 @@ def usable_question(question: str, kept: list[str]) -> bool:
                 and question not in kept)
 
 
-def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> list[list[str]]:
-    """Up to `n` distinct questions about each statement: one greedy completion and a
-    few sampled ones per statement, all decoded in one batch."""
-    tries = n + 2  # spare tries for duplicates and junk
+def completions(io: ModelIO, template: str, statements: list[str], per_statement: int,
+                max_tokens: int, seed: int) -> list[list[str]]:
+    """`per_statement` one-line completions of `template` for each statement (the
+    first greedy, the rest sampled), all decoded in one batch, grouped by statement."""
     newline = set(io.text_ids("\n"))
-    prompts_ = [io.text_ids(prompts.QUESTION_WRITER.format(statement=s))
-                for s in statements for _ in range(tries)]
-    temps = [0.0 if i % tries == 0 else 0.8 for i in range(len(prompts_))]
-    outs = generate_batch(io.model, prompts_, io.eos_ids | newline, QUESTION_MAX_TOKENS,
+    prompts_ = [io.text_ids(template.format(statement=s))
+                for s in statements for _ in range(per_statement)]
+    temps = [0.0 if i % per_statement == 0 else 0.8 for i in range(len(prompts_))]
+    outs = generate_batch(io.model, prompts_, io.eos_ids | newline, max_tokens,
                           temps, top_k=1, seed=seed) if prompts_ else []
+    texts = [io.decode(out.tokens) for out in outs]
+    return [texts[i * per_statement:(i + 1) * per_statement] for i in range(len(statements))]
+
+
+def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> list[list[str]]:
+    """Up to `n` distinct questions about each statement (prompts.QUESTION_WRITER)."""
+    tries = n + 2  # spare tries for duplicates and junk
     found: list[list[str]] = []
-    for i in range(len(statements)):
+    for texts in completions(io, prompts.QUESTION_WRITER, statements, tries,
+                             QUESTION_MAX_TOKENS, seed):
         mine: list[str] = []
-        for out in outs[i * tries:(i + 1) * tries]:
-            question = io.decode(out.tokens).strip()
+        for question in (t.strip() for t in texts):
             if usable_question(question, mine) and len(mine) < n:
                 mine.append(question)
         found.append(mine)
@@ -155,23 +162,15 @@ _LIST_ITEM = re.compile(r"[^?]+\?")
 
 def write_question_lists(io: ModelIO, statements: list[str], n: int,
                          seed: int) -> list[list[str]]:
-    """For each statement, the questions of `n` list completions (one greedy, the
-    rest sampled; prompts.QUESTION_LIST_WRITER), split, each usable one once. One
-    batch for all statements."""
-    newline = set(io.text_ids("\n"))
-    prompts_ = [io.text_ids(prompts.QUESTION_LIST_WRITER.format(statement=s))
-                for s in statements for _ in range(n)]
-    temps = [0.0 if i % n == 0 else 0.8 for i in range(len(prompts_))]
-    outs = generate_batch(io.model, prompts_, io.eos_ids | newline, LIST_MAX_TOKENS,
-                          temps, top_k=1, seed=seed) if prompts_ else []
+    """For each statement, the questions of `n` list completions
+    (prompts.QUESTION_LIST_WRITER), split, each usable one once."""
     found: list[list[str]] = []
-    for i in range(len(statements)):
+    for texts in completions(io, prompts.QUESTION_LIST_WRITER, statements, n,
+                             LIST_MAX_TOKENS, seed):
         mine: list[str] = []
-        for out in outs[i * n:(i + 1) * n]:
-            for question in _LIST_ITEM.findall(io.decode(out.tokens)):
-                question = question.strip()
-                if usable_question(question, mine):
-                    mine.append(question)
+        for question in (q.strip() for t in texts for q in _LIST_ITEM.findall(t)):
+            if usable_question(question, mine):
+                mine.append(question)
         found.append(mine)
     return found
 
@@ -240,11 +239,11 @@ def study(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptio
     With no `stop_at` the whole episode is studied in one batch. With one (a
     time.perf_counter() value: self-study's share of a --budget) it is studied a
     conversation at a time, in the order they were logged, and study ends after the
-    first conversation that finishes past it (smaller batches and other seeds: a
-    night with a budget differs a little from one without, even when it fits). Fix: self-study grows with the day (a 16x
-    dev-week day needs ~20 min of it) and ignored the budget, so a long day trained
-    no step, was rejected and stayed pending every night. Now the conversations not
-    reached wait for the next night, and what was studied is learned tonight."""
+    first conversation that finishes past it; the rest wait for the next night.
+    (Smaller batches and other seeds: a night with a budget differs a little from
+    one without, even when it fits.) Fix: self-study grows with the day (a 16x
+    dev-week day needs ~17 min of it) and ignored the budget, so a long day trained
+    no step, was rejected and stayed pending every night."""
     rng = random.Random(options.seed)
     n = len(episode.conversation_ids)
     parts = [(0, n)] if stop_at is None else [(i, i + 1) for i in range(n)]
