@@ -201,3 +201,55 @@ def test_earlier_probes_become_anchors_scored_by_the_pre_sleep_model(setup):
     assert np.allclose(np.sort(a.answer.topk_logprobs, -1),
                        np.sort(np.take_along_axis(lp, best, -1), -1), atol=1e-5)
     assert earlier_anchors(io, earlier, FAST.but(earlier_anchors=0)) == []
+
+
+def test_an_answer_without_its_invented_sentences_is_rescored_by_the_teacher(setup):
+    """The kept sentences' targets are the teacher's distribution over them alone (not
+    the rows it wrote after the sentences that were dropped), and the teacher's end
+    token stays when the sentence it ended is kept."""
+    import numpy as np
+
+    from pocketsleep import prompts
+    from pocketsleep.sleep.sampling import Generated
+    from pocketsleep.sleep.selfstudy import answer_logprobs, without_invented
+
+    io, teacher, train = setup
+    dog = "I adopted a dog. He's a beagle and his name is Biscuit."
+    question = "What is my dog's name?"
+    known = f"{dog} {question}"
+    messages = prompts.teacher_view([{"role": "user", "content": dog}], question)
+    end = sorted(io.eos_ids)[0]
+    written = train[0].answer  # any answer: only its text and end are judged
+    ended = Generated(written.tokens, end, written.topk_ids, written.topk_logprobs)
+    clean = "Biscuit is a beagle."
+    assert without_invented(teacher, messages, ended, clean, known, FAST.top_k) == (
+        ended, clean)  # nothing invented: kept as written
+
+    def teacher_top(ids):
+        with mlx_lora.without_trainable_expert(io.model):
+            lp = np.array(answer_logprobs(io, messages, ids))
+        return np.sort(np.argsort(-lp, axis=-1)[:, :FAST.top_k], -1), lp
+
+    edited, text = without_invented(teacher, messages, ended, f"I'm so sorry. {clean}",
+                                    known, FAST.top_k)
+    assert text == clean and edited.tokens == io.text_ids(clean) and edited.end_token == end
+    best, lp = teacher_top(io.text_ids(clean) + [end])
+    assert edited.topk_ids.shape == (len(edited.tokens) + 1, FAST.top_k)
+    assert (np.sort(edited.topk_ids, -1)[:-1] == best[:-1]).all()
+    assert end in edited.topk_ids[-1]  # the end is always a target
+    assert np.allclose(edited.topk_logprobs[:-1].max(-1), lp[:-1].max(-1), atol=1e-5)
+
+    # The sentence the teacher ended is dropped: no end.
+    edited, text = without_invented(teacher, messages, ended, f"{clean} He is 9.", known,
+                                    FAST.top_k)
+    assert text == clean and edited.end_token is None
+    assert edited.topk_ids.shape == (len(edited.tokens), FAST.top_k)
+    # A fragment the length limit cut is judged like a sentence.
+    cut, text = without_invented(teacher, messages, written, f"{clean} His name is Bella. And he",
+                                 known, FAST.top_k)
+    assert text == f"{clean} And he" and cut.tokens == io.text_ids(text)
+    cut, text = without_invented(teacher, messages, written, f"{clean} He is Bella's", known,
+                                 FAST.top_k)
+    assert text == clean and cut.end_token is None
+    assert without_invented(teacher, messages, ended, "His name is Bella.", known,
+                            FAST.top_k) is None

@@ -289,3 +289,87 @@ def test_question_lists_are_split_filtered_and_kept_once(monkeypatch):
     assert seen["temps"] == [0.0, 0.8, 0.0, 0.8]
     assert [statements[0] in p for p in seen["prompts"]] == [True, True, False, False]
     assert all(p.startswith(prompts.QUESTION_LIST_WRITER.split("{")[0]) for p in seen["prompts"])
+
+
+# -- invented sentences, questions about each clause -------------------------------------
+
+DOG = "Hi! I just adopted a dog. He's a beagle and his name is Biscuit."
+DOG_TOLD = DOG + " Congratulations on adopting Biscuit! Beagles are friendly and curious."
+
+
+@pytest.mark.parametrize("sentence, invented", [
+    ("Biscuit is a beagle.", False),
+    ("Your dog Biscuit is a friendly beagle.", False),
+    ("Yes, your beagles are called Biscuit.", False),  # plural of what was said
+    ("Based on what you told me, he is a lovely beagle.", False),  # first word: any
+    ("I'm sorry for any confusion.", True),  # refuses or apologises
+    ("I\u2019m afraid I can\u2019t say.", True),
+    ("Sorry, Biscuit.", True),
+    ("Unfortunately I cannot say, Biscuit.", True),
+    ("Biscuit's name is Bella.", True),  # a name the conversation never had
+    ("His name is \u00c9mile.", True),
+    ("We adopted Biscuit at 10 weeks old.", True),  # a number it never had
+    ("Biscuit's color is a beautiful shade of brown.", False),  # made up, but no name
+])
+def test_a_sentence_invents_when_it_refuses_or_names_what_was_never_said(sentence, invented):
+    from pocketsleep.sleep.selfstudy import invents, words_said
+
+    assert invents(sentence, words_said(f"{DOG_TOLD} What is my dog's name?")) is invented
+
+
+def test_a_number_or_name_the_conversation_had_is_not_invented():
+    from pocketsleep.sleep.selfstudy import invents, words_said
+
+    said = words_said("I eat breakfast at 7.30 pm before my shift with Tomasz\u2019s team, "
+                      "and I run 10k.")
+    assert not invents("You eat breakfast at 7.30 pm.", said)
+    assert not invents("You work with Tomasz.", said)  # said only as "Tomasz's"
+    assert not invents("You run 10 km.", said)
+    assert invents("You eat breakfast at 8 pm.", said)
+
+
+def test_sentences_end_at_stops_before_a_space_and_the_tail_is_a_sentence_if_it_ended():
+    from pocketsleep.sleep.selfstudy import sentences
+
+    text = "You eat at 7.30 pm. Dr. Smith said \u201cok.\u201d He runs 10.5k and"
+    assert sentences(text, ended=False) == (
+        ["You eat at 7.30 pm.", " Dr.", " Smith said \u201cok.\u201d"], " He runs 10.5k and")
+    assert sentences("Biscuit is a beagle", ended=True) == (["Biscuit is a beagle"], "")
+    assert sentences("Biscuit is a beagle", ended=False) == ([], "Biscuit is a beagle")
+    assert sentences("", ended=True) == ([], "")
+
+
+def test_clause_variants_are_each_clause_alone_then_each_moved_first():
+    from pocketsleep.sleep.selfstudy import clause_variants
+
+    assert clause_variants("Yes, love them. Also I work as a nurse, so I eat at 7 pm.") == [
+        "Yes, love them.", "Also I work as a nurse", "so I eat at 7 pm.",
+        "Also I work as a nurse Yes, love them. so I eat at 7 pm.",
+        "so I eat at 7 pm. Yes, love them. Also I work as a nurse"]
+    # A clause with nothing in it is not asked about alone.
+    assert clause_variants("Thanks. My new address is Clover Street.") == [
+        "My new address is Clover Street.", "My new address is Clover Street. Thanks."]
+    assert clause_variants("I have a beagle named Biscuit.") == []
+
+
+def test_clause_questions_are_greedy_and_filtered_per_statement(monkeypatch):
+    from pocketsleep.sleep import selfstudy
+
+    statements = ["I'm a nurse, so I eat at 7 pm.", "I have a dog.",
+                  "She lives in Rotterdam. My sister is Elena."]
+    io = ScriptedWriter(["What is my job?", "What time do I eat?", "What time do I eat?",
+                         "What is my nationality", "Where does my sister live?",
+                         "What is my sister's name?"])
+    seen = {}
+
+    def fake_generate(model, prompts_, stop, max_tokens, temps, top_k, seed):
+        seen.update(temps=temps, prompts=[io.prompts[p[0]] for p in prompts_])
+        return [Generated([text], None, None, None) for text in io.completions]
+
+    monkeypatch.setattr(selfstudy, "generate_batch", fake_generate)
+    found = selfstudy.write_clause_questions(io, statements, seed=0)
+    assert found == [["What is my job?", "What time do I eat?"], [],
+                     ["Where does my sister live?", "What is my sister's name?"]]
+    # Three variants of each two-clause statement, none of the one-clause one.
+    assert seen["temps"] == [0.0] * 6
+    assert seen["prompts"][0].endswith("Statement: I'm a nurse\nQuestion:")
