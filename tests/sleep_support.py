@@ -51,11 +51,6 @@ def learnable_self_study(monkeypatch) -> None:
     monkeypatch.setattr(selfstudy, "write_questions", write_questions)
     monkeypatch.setattr(selfstudy, "write_question_lists",
                         lambda io, statements, n, seed: [[] for _ in statements])
-    monkeypatch.setattr(selfstudy, "write_clause_questions",
-                        lambda io, statements, seed: [[] for _ in statements])
-    # Every sentence kept, should drop_invented_sentences be on: a random model's
-    # text names things no conversation had.
-    monkeypatch.setattr(selfstudy, "invents", lambda sentence, said: False)
     # Whole answers: a random model's text has sentence ends anywhere.
     monkeypatch.setattr(selfstudy, "through_sentence_stating", lambda io, answer, words: answer)
     monkeypatch.setattr(selfstudy, "grounded", lambda *a: True)

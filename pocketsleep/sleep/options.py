@@ -36,21 +36,17 @@ class SleepOptions:
     # question); at most max_questions_per_statement in all. Off by default: on
     # dev-week days 1-3 (bench/RESULTS.md, fifth round) two lists per statement
     # gave the same recall (2/4, 1/3, 0/4) and doubled self-study (72 -> 134 s).
+    # (Also tried: a greedy question about each clause of a statement; recall ended
+    # at 2/15 against 4/15, two nights rejected: RESULTS, seventh round.)
     question_lists: int = 0
-    # ...and greedily about each clause of a statement that says several things
-    # (selfstudy.clause_variants). Off: on dev-week, 5 nights (bench/RESULTS.md,
-    # seventh round) recall ended at 2/15 (defaults 4/15), two nights rejected.
-    clause_questions: bool = False
     max_questions_per_statement: int = 8
     # Teacher answers to statement questions cut after the sentence that states
     # something from the statement (what a 135M teacher says next is mostly
     # invented). Off: with it the same night lost two quiz answers and was rejected.
+    # (Also tried: dropping the sentences that apologise or name what the user never
+    # said, re-scored: every night kept, but recall ended at 3/15 against 4/15 and
+    # today's fell 0.32 -> 0.17; a fact repeated inside an apology still teaches.)
     answer_one_sentence: bool = False
-    # Teacher answers without their sentences that refuse or name what the user never
-    # said (selfstudy.without_invented), re-scored by the teacher. Off: on dev-week,
-    # 5 nights (seventh round) every night was kept, but recall ended at 3/15
-    # (defaults 4/15) and today's fell 0.32 -> 0.17.
-    drop_invented_sentences: bool = False
     # Teacher answers per question (greedy first, then sampled): several phrasings of
     # the same fact make it stick under paraphrase.
     answers_per_question: int = 3

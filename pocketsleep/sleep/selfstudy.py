@@ -67,64 +67,6 @@ def usable_answer(answer: str, source: str, question: str) -> bool:
     return not _ROLE_TALK.search(answer) and grounded(answer, source, question)
 
 
-# An answer that opens by apologising or refusing teaches the student to refuse the
-# question (dev-week night 1 held out "What is my diet?" -> "I'm so sorry to inform
-# you that I'm unable to provide dietary advice...", grounded by its later words).
-_REFUSAL = re.compile(r"^\W*(?:(?:I(?:'| a)?m )?(?:so |very |really )?sorry|I apologi[sz]e"
-                      r"|I(?:'| a)?m (?:unable|not able|afraid)|I can(?:not|'t| not)"
-                      r"|I don't have access|Unfortunately|As an AI)", re.IGNORECASE)
-_NUMBER = re.compile(r"\d+")
-# A sentence ends at . ! or ? (and closing quotes) before a space or the end: not in
-# "7.30" or "10.5k".
-_SENTENCE_STOP = re.compile(r"[.!?]+[\"')\u201d]*(?=\s|$)")
-_EDGE_PUNCTUATION = "\"'()[]{}.,;:!?\u201c\u201d"
-
-
-def _plain(text: str) -> str:
-    return text.replace("\u2019", "'")
-
-
-def _stem(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") else word
-
-
-def words_said(text: str) -> set[str]:
-    """Every word of `text` (lowercase, possessive and plural s dropped) and number:
-    what a sentence may name without inventing it."""
-    words = {_stem(w.partition("'")[0]) for w in _WORD.findall(_plain(text).lower())}
-    return words | set(_NUMBER.findall(text))
-
-
-def invents(sentence: str, said: set[str]) -> bool:
-    """The sentence refuses, or names a person, place or number that the conversation
-    (`said`, see words_said) never had: "Biscuit's name is Bella", "We adopted
-    Biscuit at 10 weeks old". Names are the capitalised words after a sentence's first
-    (which is capitalised anyway)."""
-    sentence = _plain(sentence).strip()
-    if _REFUSAL.search(sentence):
-        return True
-    for word in sentence.split()[1:]:
-        name = word.strip(_EDGE_PUNCTUATION).partition("'")[0]
-        if (len(name) > 1 and name[0].isupper() and name.lower() not in STOPWORDS
-                and _stem(name.lower()) not in said):
-            return True
-    return any(n not in said for n in _NUMBER.findall(sentence))
-
-
-def sentences(text: str, ended: bool) -> tuple[list[str], str]:
-    """(`text`'s complete sentences, each with the space before it; the rest). The
-    rest is a sentence too when the answer `ended` there, a fragment when the length
-    limit cut it."""
-    out, start = [], 0
-    for stop in _SENTENCE_STOP.finditer(text):
-        out.append(text[start:stop.end()])
-        start = stop.end()
-    rest = text[start:]
-    if ended and rest.strip():
-        return out + [rest], ""
-    return out, rest
-
-
 def grounding_words(answer: str, source: str, question: str) -> set[str]:
     """The words that make an answer grounded (see grounded)."""
     return (content_words(answer) & content_words(source)) - content_words(question)
@@ -233,46 +175,6 @@ def write_question_lists(io: ModelIO, statements: list[str], n: int,
     return found
 
 
-# Where one statement says two things: a sentence end, or ", so/and/but/which".
-_CLAUSE_BREAK = re.compile(r"(?<=[.!?:])\s+|,\s+(?=(?:so|and|but|which)\b)")
-
-
-MAX_CLAUSES = 4
-
-
-def clause_variants(statement: str) -> list[str]:
-    """The statement's clauses (its first MAX_CLAUSES) with something in them, each
-    alone, then each but the first moved to the front of the others; nothing for a
-    one-clause statement. Asked about a whole statement, the 135M model writes a
-    question about its first fact only; about "Also I work as a nurse on night
-    shifts" alone it asks "What is my job?", about "so I eat breakfast at 7 pm."
-    "What time do I eat breakfast?"."""
-    clauses = [c.strip() for c in _CLAUSE_BREAK.split(statement) if c.strip()][:MAX_CLAUSES]
-    if len(clauses) < 2:
-        return []
-    said = [i for i, c in enumerate(clauses) if content_words(c)]
-    out = [clauses[i] for i in said]
-    out += [" ".join([clauses[i], *clauses[:i], *clauses[i + 1:]]) for i in said if i]
-    return out
-
-
-def write_clause_questions(io: ModelIO, statements: list[str], seed: int) -> list[list[str]]:
-    """For each statement, the greedy question about each of its clause variants."""
-    variants = [clause_variants(s) for s in statements]
-    flat = [v for vs in variants for v in vs]
-    texts = [t[0].strip() for t in completions(io, prompts.QUESTION_WRITER, flat, 1,
-                                               QUESTION_MAX_TOKENS, seed)]
-    found, i = [], 0
-    for vs in variants:
-        mine: list[str] = []
-        for question in texts[i:i + len(vs)]:
-            if usable_question(question, mine):
-                mine.append(question)
-        found.append(mine)
-        i += len(vs)
-    return found
-
-
 _SENTENCE_END = re.compile(r"[.!?][\"')]*$")
 
 
@@ -370,82 +272,37 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     statements = [x.statement for x in exchanges]
     singly = write_questions(io, statements, options.questions_per_statement, seed)
     listed = write_question_lists(io, statements, options.question_lists, seed)
-    clauses = (write_clause_questions(io, statements, seed) if options.clause_questions
-               else [[] for _ in statements])
-    written = []
-    for questions in zip(singly, clauses, listed):
-        mine = list(dict.fromkeys(q for more in questions for q in more))  # once each
-        written.append(mine[:options.max_questions_per_statement])
+    written = [(one + [q for q in more if q not in one])[:options.max_questions_per_statement]
+               for one, more in zip(singly, listed)]
 
     # Each question is answered greedily from every teacher view, then sampled from
-    # the first until it has `answers_per_question` answers. meta: (kind, question,
-    # what grounds an answer, all the teacher was told).
+    # the first until it has `answers_per_question` answers.
     asked, temps, meta = [], [], []
     for x, questions in zip(exchanges, written):
-        told = " ".join(m["content"] for m in x.context)
         for q in questions:
             views = teacher_views(x, q)
             for j in range(options.answers_per_question):
                 asked.append(views[j] if j < len(views) else views[0])
                 temps.append(0.0 if j < len(views) else 0.7)
-                meta.append(("statement", q, x.statement, told))
+                meta.append(("statement", q, x.statement))
     for conversation in episode.conversations:
         turns = [m for m in conversation if m["role"] != "system"]
         source = " ".join(m["content"] for m in turns if m["role"] == "user")
-        told = " ".join(m["content"] for m in turns)
         for q in prompts.RECALL_PROMPTS:
             asked.append(prompts.teacher_view(turns, q))
             temps.append(0.0)
-            meta.append(("recall", q, source, told))
+            meta.append(("recall", q, source))
 
     progress("teacher answers", 0, 1)
     answers = teacher.answer_many(asked, temps, seed)
     examples = []
-    for (kind, q, s, told), m, a in zip(meta, asked, answers):
-        text = io.decode(a.tokens)
-        if a.tokens and options.drop_invented_sentences:
-            a, text = without_invented(teacher, m, a, text, f"{told} {q}",
-                                       options.top_k) or (a, "")
-        if not a.tokens or not usable_answer(text, s, q):
+    for (kind, q, s), m, a in zip(meta, asked, answers):
+        if not a.tokens or not usable_answer(io.decode(a.tokens), s, q):
             continue
         if kind == "statement" and options.answer_one_sentence:
-            a = through_sentence_stating(io, a, grounding_words(text, s, q))
+            a = through_sentence_stating(io, a, grounding_words(io.decode(a.tokens), s, q))
         examples.append(Example(kind, q, m, a, s))
     return examples
-
-
-def without_invented(teacher: "Teacher", messages: list[dict], answer: Generated, text: str,
-                     known: str, top_k: int) -> tuple[Generated, str] | None:
-    """`answer` (`text`) without the sentences that invent (see invents; `known`: the
-    conversation and question the teacher was given), as (answer, text); None if
-    nothing is left. A 135M teacher with the day in context still says "Biscuit's
-    name is Bella" or opens with "I'm sorry for any confusion."; the grounding check
-    keeps both, since they name Biscuit. A fragment the length limit cut is judged
-    like a sentence. Where anything is dropped, the rest is re-scored by the teacher
-    on the same `messages`: the kept tokens' targets must not be conditioned on what
-    was dropped."""
-    said = words_said(known)
-    whole, rest = sentences(text, ended=answer.end_token is not None)
-    parts = whole + ([rest] if rest.strip() else [])  # a cut-off fragment is judged too
-    kept = [i for i, part in enumerate(parts) if not invents(part, said)]
-    if len(kept) == len(parts):
-        return answer, text
-    if not kept:
-        return None
-    kept_text = "".join(parts[i] for i in kept).strip()
-    ids = teacher.io.text_ids(kept_text)
-    # The teacher's end token stays if the sentence it ended is kept.
-    ended = answer.end_token is not None and kept[-1] == len(parts) - 1
-    end = answer.end_token if ended else None
-    scored = ids + ([end] if end is not None else [])
-    from ..backends.mlx_lora import without_trainable_expert
-
-    with without_trainable_expert(teacher.io.model):
-        lp = teacher_logprobs(teacher, messages, scored)
-    top = top_k_answer(scored, lp, top_k)
-    if end is not None and end not in top.topk_ids[-1]:  # the end must be a target
-        top.topk_ids[-1, -1], top.topk_logprobs[-1, -1] = end, lp[-1, end]
-    return Generated(ids, end, top.topk_ids, top.topk_logprobs), kept_text
 
 
 def anchor_examples(io: ModelIO, options: SleepOptions, rng: random.Random,
