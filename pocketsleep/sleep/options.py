@@ -112,7 +112,8 @@ class SleepOptions:
     max_quiz_lost: int | None = 1
     # Relative change of general-text perplexity.
     max_ppl_increase: float = 0.05
-    # Allowed drop of earlier nights' probe recall (fraction of those probes).
+    # Allowed drop of earlier nights' stored probes' mean log-prob (nats per token),
+    # beyond the gate's own wobble allowance (gate.EARLIER_TOLERANCE, 0.05).
     max_earlier_drop: float = 0.0
 
     # -- time -------------------------------------------------------------------------
