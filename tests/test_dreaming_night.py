@@ -220,3 +220,59 @@ def test_eval_runs_every_dreaming_ablation_side_by_side():
     names = ["sleep", "sleep-dream", "sleep-no-dream", "sleep-random-select", "sleep-no-random-expert",
              "sleep-no-replay", "sleep-dream-onehot"]
     assert [m.name for m in parse_methods(",".join(names))] == names
+
+
+def test_a_night_whose_dreaming_the_gate_rejects_keeps_what_seeding_learned(
+        paths, journal, tmp_path, monkeypatch, capsys):
+    """The gate judges seeding and dreaming together; when it says no, it judges
+    seeding's expert alone (its weights from before dreaming), and keeps that."""
+    from pocketsleep.cli import main
+    from pocketsleep.config import Config
+    from pocketsleep.sleep import dreaming, gate, run_sleep
+
+    from pocketsleep.sleep.dreaming import generate
+
+    learnable_self_study(monkeypatch)
+    monkeypatch.setattr(generate, "usable_request", lambda arm, text: bool(text))
+    gguf = tiny_model(tmp_path)
+    log_day(journal)
+    seen = {}
+    real_dream = dreaming.dream
+
+    def dream_watched(paths, io, *args, **kwargs):
+        seen["seeded"] = weights(io)
+        summary = real_dream(paths, io, *args, **kwargs)
+        seen["dreamt"] = weights(io)
+        return summary
+
+    def check(io, *args, **kwargs):
+        seen.setdefault("judged", []).append(weights(io))
+        first = len(seen["judged"]) == 1
+        return gate.GateResult(not first, ["dreams lost a quiz answer"] if first else [], {})
+
+    monkeypatch.setattr(dreaming, "dream", dream_watched)
+    monkeypatch.setattr(gate, "check", check)
+    options = FAST.but(dream_candidates=6, dream_steps=2, dream_trials=1, dream_lr=1e-2)
+    report = run_sleep(paths, Config(model=str(gguf)), options)
+    assert report.status == "succeeded", report.reasons
+    assert changed(seen["seeded"], seen["dreamt"])  # rehearsal moved the expert
+    together, alone = seen["judged"]
+    assert not changed(together, seen["dreamt"]) and not changed(alone, seen["seeded"])
+    assert report.metrics["dream"]["undone"]["reasons"] == ["dreams lost a quiz answer"]
+    # The expert written is seeding's alone: wearing it gives the judged weights.
+    name = journal.active_experts()[0]["path"]
+    _, written = mlx_lora.read_expert(paths.expert_folder(name))
+    assert sorted(float(np.abs(np.array(v)).sum()) for v in written.values()) == pytest.approx(
+        sorted(float(np.abs(v).sum()) for v in alone.values()), rel=1e-5)
+
+    paths.config_file.write_text(f'model = "{gguf}"\n')
+    assert main(["sleep", "--report"]) in (0, None)
+    assert "dreaming undone: the gate rejected seeding and dreaming together (dreams lost" \
+        in capsys.readouterr().out
+
+    # Without the undo (the ablation) the same verdict rejects the night.
+    seen.clear()
+    log_day(journal)
+    report = run_sleep(paths, Config(model=str(gguf)), options.but(dream_undo=False))
+    assert report.status == "rejected" and len(seen["judged"]) == 1
+    assert "undone" not in report.metrics["dream"]

@@ -34,9 +34,9 @@ SUITE = {
 PPL_REASON = "general-text perplexity rose +13.2% (limit +5%)"
 
 
-def gate_metrics(drift, ppl, before, after) -> dict:
+def gate_metrics(drift, ppl, before, after, dream=None) -> dict:
     """The metrics a SleepReport carries, as sleep/job.py writes them."""
-    return {"conversations": [1], "examples": {"train": 22, "heldout": 5},
+    return {"conversations": [1], "examples": {"train": 22, "heldout": 5}, "dream": dream,
             "distill": {"steps": 48, "fit_kl": {"learnable": [0.9, 0.7], "anchors": [0.0, 0.02]}},
             "gate_reasons": [],
             "gate": {"before": {"heldout_logprob": before, "earlier_logprob": None},
@@ -50,7 +50,9 @@ REPORTS = [
     SleepReport("rejected", 1, conversations=[1, 2], reasons=[PPL_REASON],
                 metrics=gate_metrics(0.12, 0.132, -1.43, -1.20), seconds=632.0),
     SleepReport("succeeded", 2, 1, conversations=[1, 2, 3],
-                metrics=gate_metrics(0.05, 0.021, -1.55, -1.21), seconds=600.5),
+                metrics=gate_metrics(0.05, 0.021, -1.55, -1.21,
+                                     {"ran": True, "undone": {"reasons": [PPL_REASON]}}),
+                seconds=600.5),
 ]
 
 
@@ -77,9 +79,11 @@ def test_each_nights_verdict_is_kept_and_shown(monkeypatch):
         "quiz_right_before": 11, "quiz_right_after": 10,
         "heldout_logprob_before": -1.43, "heldout_logprob_after": -1.20,
         "earlier_logprob_before": None, "earlier_logprob_after": None,
+        "dreaming_undone": None,
         "seconds": {"self_study": 211.0, "distill": 394.0, "gate": 27.0},
         "total_seconds": 632.0}
     assert (kept["night"], kept["status"], kept["reasons"]) == (2, "succeeded", [])
+    assert kept["dreaming_undone"] == [PPL_REASON]
     assert result["methods"]["none"]["nights"] == []
     # The first night's verdict is in the file before the second night starts.
     assert updates[3]["methods"]["sleep"]["nights"] == [rejected]
@@ -92,7 +96,7 @@ def test_each_nights_verdict_is_kept_and_shown(monkeypatch):
            "self_study 211 s, " \
            "distill 394 s, gate 27 s" in table
     assert f"- {PPL_REASON}" in table
-    assert "sleep    n2 kept" in table
+    assert "sleep    n2 kept       dreaming undone  -1.55 → -1.21" in table
 
 
 def test_the_plot_draws_a_stopped_run_and_its_rejected_nights(monkeypatch, tmp_path):

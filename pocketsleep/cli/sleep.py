@@ -221,6 +221,11 @@ def dream_lines(d: dict | None) -> list[str]:
              f"{d['kept']} kept by {d['selection']} selection, {d['replayed']} earlier "
              f"replayed; diversified by {d['diversifier']}; {r.get('steps')} rehearsal "
              f"steps, loss {r.get('loss_first_quarter')} → {r.get('loss_last_quarter')}"]
+    undone = d.get("undone")
+    if undone:
+        lines.append("  dreaming undone: the gate rejected seeding and dreaming together ("
+                     + "; ".join(undone.get("reasons", [])) + "), so it judged seeding's "
+                     "expert alone")
     trials = d.get("trials") or []
     if trials:
         won = sum(t["reward"] > 0 for t in trials)

@@ -81,6 +81,8 @@ def verdict_line(night: dict) -> str:
     """'kept  -1.55 → -1.21  KL 0.129  ppl +9.5%  self_study 176 s, distill 293 s'"""
     status = "kept" if night["status"] == "succeeded" else night["status"]
     parts = [f"{status:<9}"]
+    if night.get("dreaming_undone"):
+        parts.append("dreaming undone")
     before, after = night.get("heldout_logprob_before"), night.get("heldout_logprob_after")
     if before is not None and after is not None:
         parts.append(f"{before:.2f} → {after:.2f}")

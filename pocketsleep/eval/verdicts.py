@@ -36,6 +36,9 @@ def night_verdict(report: SleepReport) -> dict:
         "heldout_logprob_after": after.get("heldout_logprob"),
         "earlier_logprob_before": before.get("earlier_logprob"),
         "earlier_logprob_after": after.get("earlier_logprob"),
+        # The gate's reasons for rejecting seeding and dreaming together, when it then
+        # judged seeding's expert alone (sleep/job.py, judge).
+        "dreaming_undone": ((metrics.get("dream") or {}).get("undone") or {}).get("reasons"),
         "seconds": dict(metrics.get("seconds") or {}),
         "total_seconds": report.seconds,
     }

@@ -111,6 +111,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     from .distill import distill
     from .dreaming import dream
     from .selfstudy import ModelIO, Teacher, study
+    from mlx.utils import tree_flatten
 
     resolved = resolve_model(config.model, paths)
     engine = MlxEngine.load(resolved, paths)
@@ -140,15 +141,16 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     timings["distill"] = time.perf_counter() - t
 
     t = time.perf_counter()  # Sleep II: dreaming, into the same expert
+    seeded = (tree_flatten(io.model.trainable_parameters())
+              if options.dream and options.dream_undo else None)
     dream_log = dream(paths, io, teacher, episode, train, heldout, options, journal, basis,
                       sleep_id, deadline, progress)
     timings["dream"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    progress("gate", 0, 1)
     anchors = [e for e in train + heldout if e.kind == "anchor"]
-    verdict = gate.check(io, heldout, anchors, basis.earlier, options,
-                         unseen=gate.unseen_generic(io, options))
+    verdict = judge(io, gate, heldout, anchors, basis, options, seeded, dream_log,
+                    deadline, progress)
     if log.steps == 0:
         # Fix: with no distillation step (the budget spent before training, or no
         # examples) the expert is all zeros, yet the gate could pass it (nothing drifts,
@@ -201,6 +203,32 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     checkpoint("sleep.accepted")
     return SleepReport("succeeded", sleep_id, expert_id, list(episode.conversation_ids),
                        metrics=metrics)
+
+
+def judge(io, gate, heldout, anchors, basis: Basis, options: SleepOptions, seeded,
+          dream_log: dict, deadline: float | None, progress):
+    """The gate's verdict on tonight's expert. Dreaming rehearses the expert seeding
+    trained, and the gate judges the two together; when it rejects them, it judges
+    seeding's expert alone (`seeded`, its weights before dreaming), so that a night
+    whose rehearsal went too far (on dev-week, lost quiz answers) still keeps what
+    seeding learned instead of nothing (bench/RESULTS.md, eighth round)."""
+    from mlx.utils import tree_unflatten
+
+    started = time.perf_counter()
+    progress("gate", 0, 1)
+    unseen = gate.unseen_generic(io, options)
+    verdict = gate.check(io, heldout, anchors, basis.earlier, options, unseen=unseen)
+    took = time.perf_counter() - started
+    budget_left = (None if deadline is None
+                   else deadline + GATE_RESERVE_SECONDS - time.perf_counter())
+    rehearsed = dream_log.get("rehearsal", {}).get("steps", 0) > 0
+    if (verdict.passed or seeded is None or not rehearsed
+            or (budget_left is not None and budget_left < 2 * took)):
+        return verdict
+    progress("gate: seeding alone", 0, 1)
+    io.model.update(tree_unflatten(seeded))  # arrays are immutable: these are the old ones
+    dream_log["undone"] = {"reasons": verdict.reasons, "gate": verdict.metrics}
+    return gate.check(io, heldout, anchors, basis.earlier, options, unseen=unseen)
 
 
 def withdrawn_during_sleep(journal: Journal, episode: Episode) -> list[int]:

@@ -158,10 +158,15 @@ class SleepOptions:
     # RL over the dream generator: trial updates scored on held-out self-probes.
     dream_trials: int = 4
     dream_policy_lr: float = 0.5
-    # The dream phase stops adding work after this long (the gate still runs).
-    # Measured, embedded model, dev-week day 1, one busy core: writing 79 s, trials
-    # 18 s, scoring 15 s, rehearsal 39 s (10 of 12 steps before this limit).
-    dream_seconds: float = 150.0
+    # When the gate rejects seeding and dreaming together, judge seeding's expert
+    # alone and keep it if it passes (False: the night is rejected; ablation).
+    dream_undo: bool = True
+    # The dream phase stops adding work after this long (the gate still runs): a
+    # guard for a slow or overloaded machine, not a setting. Embedded model, dev-week
+    # day 1, a busy core: writing 79 s, trials 18 s, scoring 15 s, rehearsal 39 s;
+    # all of it, two sleeps on two cores, 155 s. It was 150 s, which such a run hit, so
+    # that results depended on the machine's load (bench/RESULTS.md, seventh round).
+    dream_seconds: float = 240.0
 
     def but(self, **changes) -> "SleepOptions":
         return replace(self, **changes)
