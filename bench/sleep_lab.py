@@ -114,6 +114,8 @@ def print_result(lab: dict, changes: dict, examples: list) -> None:
         print(f"night {night}: today {sum(a['correct'] for a in right)}/{len(right)}, "
               f"general {sum(a['correct'] for a in general)}/{len(general)}, {shown}")
         print(f"  seconds: {verdict.get('seconds')}")
+        if verdict.get("dream"):
+            print(f"  dream: {verdict['dream']}")
         if verdict.get("reasons"):
             print(f"  reasons: {verdict['reasons']}")
     print(f"final recall {lab['final_recall']:.2f}, today {lab['today_recall']:.2f}, "

@@ -46,12 +46,17 @@ def gate_metrics(drift, ppl, before, after, dream=None) -> dict:
             "seconds": {"self_study": 211.0, "distill": 394.0, "gate": 27.0}}
 
 
+DREAMT = {"ran": True, "candidates": 30, "kept": 10, "replayed": 0, "diversifier": "noise",
+          "rehearsal": {"steps": 12}, "trials": [{"arm": "qa", "gain": 0.1, "reward": 1.0},
+                                                 {"arm": "qa", "gain": -0.1, "reward": 0.0}],
+          "undone": {"reasons": [PPL_REASON]}}
+
 REPORTS = [
     SleepReport("rejected", 1, conversations=[1, 2], reasons=[PPL_REASON],
                 metrics=gate_metrics(0.12, 0.132, -1.43, -1.20), seconds=632.0),
     SleepReport("succeeded", 2, 1, conversations=[1, 2, 3],
                 metrics=gate_metrics(0.05, 0.021, -1.55, -1.21,
-                                     {"ran": True, "undone": {"reasons": [PPL_REASON]}}),
+                                     DREAMT),
                 seconds=600.5),
 ]
 
@@ -79,11 +84,13 @@ def test_each_nights_verdict_is_kept_and_shown(monkeypatch):
         "quiz_right_before": 11, "quiz_right_after": 10,
         "heldout_logprob_before": -1.43, "heldout_logprob_after": -1.20,
         "earlier_logprob_before": None, "earlier_logprob_after": None,
-        "dreaming_undone": None,
+        "dream": None, "dreaming_undone": None,
         "seconds": {"self_study": 211.0, "distill": 394.0, "gate": 27.0},
         "total_seconds": 632.0}
     assert (kept["night"], kept["status"], kept["reasons"]) == (2, "succeeded", [])
     assert kept["dreaming_undone"] == [PPL_REASON]
+    assert kept["dream"] == {"candidates": 30, "kept": 10, "replayed": 0, "diversifier": "noise",
+                             "rehearsal": {"steps": 12}, "trials_rewarded": [1, 2]}
     assert result["methods"]["none"]["nights"] == []
     # The first night's verdict is in the file before the second night starts.
     assert updates[3]["methods"]["sleep"]["nights"] == [rejected]

@@ -36,12 +36,25 @@ def night_verdict(report: SleepReport) -> dict:
         "heldout_logprob_after": after.get("heldout_logprob"),
         "earlier_logprob_before": before.get("earlier_logprob"),
         "earlier_logprob_after": after.get("earlier_logprob"),
+        "dream": dream_summary(metrics.get("dream")),
         # The gate's reasons for rejecting seeding and dreaming together, when it then
         # judged seeding's expert alone (sleep/job.py, judge).
         "dreaming_undone": ((metrics.get("dream") or {}).get("undone") or {}).get("reasons"),
         "seconds": dict(metrics.get("seconds") or {}),
         "total_seconds": report.seconds,
     }
+
+
+def dream_summary(dream: dict | None) -> dict | None:
+    """What the night's dreaming did, in brief (the eval's home, and the journal that
+    holds all of it, is deleted after the run)."""
+    if not dream or not dream.get("ran"):
+        return None
+    keys = ("candidates", "kept", "replayed", "diversifier", "rehearsal", "seconds")
+    out = {k: dream[k] for k in keys if k in dream}
+    trials = dream.get("trials") or []
+    out["trials_rewarded"] = [sum(t["reward"] > 0 for t in trials), len(trials)]
+    return out
 
 
 def nights_kept(nights: list[dict]) -> tuple[int, int]:
