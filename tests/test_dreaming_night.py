@@ -218,7 +218,7 @@ def test_eval_runs_every_dreaming_ablation_side_by_side():
     from pocketsleep.eval.methods import parse_methods
 
     names = ["sleep", "sleep-dream", "sleep-no-dream", "sleep-random-select", "sleep-no-random-expert",
-             "sleep-no-replay", "sleep-dream-onehot"]
+             "sleep-no-replay", "sleep-dream-onehot", "sleep-dream-no-undo"]
     assert [m.name for m in parse_methods(",".join(names))] == names
 
 
@@ -259,11 +259,15 @@ def test_a_night_whose_dreaming_the_gate_rejects_keeps_what_seeding_learned(
     together, alone = seen["judged"]
     assert not changed(together, seen["dreamt"]) and not changed(alone, seen["seeded"])
     assert report.metrics["dream"]["undone"]["reasons"] == ["dreams lost a quiz answer"]
-    # The expert written is seeding's alone: wearing it gives the judged weights.
+    # The expert written is seeding's alone, and its dreams, never learned, are not
+    # replayed by later nights (though kept for forget and the report).
     name = journal.active_experts()[0]["path"]
     _, written = mlx_lora.read_expert(paths.expert_folder(name))
-    assert sorted(float(np.abs(np.array(v)).sum()) for v in written.values()) == pytest.approx(
-        sorted(float(np.abs(v).sum()) for v in alone.values()), rel=1e-5)
+    as_trained = {k.replace(".new_a", ".lora_a").replace(".new_b", ".lora_b"): v
+                  for k, v in alone.items()}
+    assert set(written) == set(as_trained)
+    assert all(np.allclose(np.array(written[k]), as_trained[k]) for k in written)
+    assert journal.dreams(report.sleep_id) and journal.replayable_dreams() == []
 
     paths.config_file.write_text(f'model = "{gguf}"\n')
     assert main(["sleep", "--report"]) in (0, None)
@@ -276,3 +280,51 @@ def test_a_night_whose_dreaming_the_gate_rejects_keeps_what_seeding_learned(
     report = run_sleep(paths, Config(model=str(gguf)), options.but(dream_undo=False))
     assert report.status == "rejected" and len(seen["judged"]) == 1
     assert "undone" not in report.metrics["dream"]
+
+
+class FakeGate:
+    """The gate's two calls judge() makes, answering with the given verdicts."""
+
+    def __init__(self, *verdicts):
+        self.verdicts, self.weights = list(verdicts), []
+
+    def unseen_generic(self, io, options):
+        return []
+
+    def check(self, io, *args, **kwargs):
+        self.weights.append(float(np.array(io.model.weight).sum()))
+        return self.verdicts.pop(0)
+
+
+@pytest.mark.parametrize("case", ["passes", "no rehearsal", "no budget left", "undone"])
+def test_judge_tries_seeding_alone_only_after_a_rejected_rehearsal_with_time_left(case):
+    import time
+    from types import SimpleNamespace
+
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    from pocketsleep.sleep import job
+    from pocketsleep.sleep.gate import GateResult
+
+    model = nn.Linear(2, 2)
+    seeded = tree_flatten(model.trainable_parameters())
+    model.update({"weight": model.weight + 1.0})  # what rehearsal did
+    io = SimpleNamespace(model=model)
+    mx.eval(model.parameters())
+    rejected = GateResult(False, ["quiz lost"], {"which": "together"})
+    alone = GateResult(True, [], {"which": "alone"})
+    gate = FakeGate(GateResult(True, [], {}) if case == "passes" else rejected, alone)
+    dream_log = {"ran": True, "rehearsal": {"steps": 0 if case == "no rehearsal" else 4}}
+    deadline = (time.perf_counter() - job.GATE_RESERVE_SECONDS - 1
+                if case == "no budget left" else None)
+    verdict = job.judge(io, gate, [], [], Basis([], []), OPTIONS, seeded, dream_log,
+                        deadline, lambda *a: None)
+    before = float(np.array(dict(seeded)["weight"]).sum())
+    if case == "undone":  # judged as rehearsed (2x2 weights, +1 each), then as seeded
+        assert verdict is alone and gate.weights == pytest.approx([before + 4.0, before])
+        assert dream_log["undone"] == {"reasons": ["quiz lost"], "gate": {"which": "together"}}
+    else:
+        assert len(gate.weights) == 1 and "undone" not in dream_log
+        assert verdict.passed == (case == "passes")
+    assert ("undo_skipped" in dream_log) == (case == "no budget left")

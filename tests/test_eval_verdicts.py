@@ -90,7 +90,8 @@ def test_each_nights_verdict_is_kept_and_shown(monkeypatch):
     assert (kept["night"], kept["status"], kept["reasons"]) == (2, "succeeded", [])
     assert kept["dreaming_undone"] == [PPL_REASON]
     assert kept["dream"] == {"candidates": 30, "kept": 10, "replayed": 0, "diversifier": "noise",
-                             "rehearsal": {"steps": 12}, "trials_rewarded": [1, 2]}
+                             "rehearsal": {"steps": 12}, "trials_rewarded": [1, 2],
+                             "undone": True}
     assert result["methods"]["none"]["nights"] == []
     # The first night's verdict is in the file before the second night starts.
     assert updates[3]["methods"]["sleep"]["nights"] == [rejected]

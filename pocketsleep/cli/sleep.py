@@ -226,6 +226,8 @@ def dream_lines(d: dict | None) -> list[str]:
         lines.append("  dreaming undone: the gate rejected seeding and dreaming together ("
                      + "; ".join(undone.get("reasons", [])) + "), so it judged seeding's "
                      "expert alone")
+    if d.get("undo_skipped"):
+        lines.append(f"  dreaming not undone: {d['undo_skipped']}")
     trials = d.get("trials") or []
     if trials:
         won = sum(t["reward"] > 0 for t in trials)

@@ -82,7 +82,8 @@ def verdict_line(night: dict) -> str:
     status = "kept" if night["status"] == "succeeded" else night["status"]
     parts = [f"{status:<9}"]
     if night.get("dreaming_undone"):
-        parts.append("dreaming undone")
+        parts.append("dreaming undone" if status == "kept"
+                     else "dreaming undone, seeding alone rejected too")
     before, after = night.get("heldout_logprob_before"), night.get("heldout_logprob_after")
     if before is not None and after is not None:
         parts.append(f"{before:.2f} → {after:.2f}")

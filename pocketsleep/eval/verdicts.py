@@ -54,6 +54,7 @@ def dream_summary(dream: dict | None) -> dict | None:
     out = {k: dream[k] for k in keys if k in dream}
     trials = dream.get("trials") or []
     out["trials_rewarded"] = [sum(t["reward"] > 0 for t in trials), len(trials)]
+    out["undone"] = "undone" in dream  # its rehearsal is not in the expert judged
     return out
 
 

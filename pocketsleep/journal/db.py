@@ -706,6 +706,15 @@ class Journal:
                 n += 1
         return n
 
+    def unselect_dreams(self, sleep_id: int) -> int:
+        """A night's kept dreams are no longer kept: its rehearsal was undone (the
+        gate kept seeding's expert alone), so replay must not treat them as learned.
+        The rows stay, linked to their conversations, for `forget` and the report."""
+        with self._write():
+            cur = self.db.execute("UPDATE dreams SET selected = 0 WHERE sleep_id = ?",
+                                  [sleep_id])
+        return cur.rowcount
+
     def dreams(self, sleep_id: int) -> list[dict]:
         """A night's dreams, with the conversations each came from, in order."""
         rows = [dict(r) for r in self.db.query(

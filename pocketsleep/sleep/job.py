@@ -141,8 +141,10 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     timings["distill"] = time.perf_counter() - t
 
     t = time.perf_counter()  # Sleep II: dreaming, into the same expert
+    # Seeding's expert, to fall back on if the gate rejects it with dreaming on top
+    # (none to fall back on when distillation took no step: it is all zeros).
     seeded = (tree_flatten(io.model.trainable_parameters())
-              if options.dream and options.dream_undo else None)
+              if options.dream and options.dream_undo and log.steps else None)
     dream_log = dream(paths, io, teacher, episode, train, heldout, options, journal, basis,
                       sleep_id, deadline, progress)
     timings["dream"] = time.perf_counter() - t
@@ -151,6 +153,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     anchors = [e for e in train + heldout if e.kind == "anchor"]
     verdict = judge(io, gate, heldout, anchors, basis, options, seeded, dream_log,
                     deadline, progress)
+    if "undone" in dream_log:
+        journal.unselect_dreams(sleep_id)
     if log.steps == 0:
         # Fix: with no distillation step (the budget spent before training, or no
         # examples) the expert is all zeros, yet the gate could pass it (nothing drifts,
@@ -211,7 +215,8 @@ def judge(io, gate, heldout, anchors, basis: Basis, options: SleepOptions, seede
     trained, and the gate judges the two together; when it rejects them, it judges
     seeding's expert alone (`seeded`, its weights before dreaming), so that a night
     whose rehearsal went too far (on dev-week, lost quiz answers) still keeps what
-    seeding learned instead of nothing (bench/RESULTS.md, eighth round)."""
+    seeding learned instead of nothing (bench/RESULTS.md, eighth round). The undone
+    night's dreams are then not replayed later (Journal.unselect_dreams)."""
     from mlx.utils import tree_unflatten
 
     started = time.perf_counter()
@@ -222,8 +227,10 @@ def judge(io, gate, heldout, anchors, basis: Basis, options: SleepOptions, seede
     budget_left = (None if deadline is None
                    else deadline + GATE_RESERVE_SECONDS - time.perf_counter())
     rehearsed = dream_log.get("rehearsal", {}).get("steps", 0) > 0
-    if (verdict.passed or seeded is None or not rehearsed
-            or (budget_left is not None and budget_left < 2 * took)):
+    if verdict.passed or seeded is None or not rehearsed:
+        return verdict
+    if budget_left is not None and budget_left < 2 * took:  # a second gate, then writing
+        dream_log["undo_skipped"] = "too little of the budget left for a second gate"
         return verdict
     progress("gate: seeding alone", 0, 1)
     io.model.update(tree_unflatten(seeded))  # arrays are immutable: these are the old ones

@@ -184,6 +184,7 @@ ABLATIONS = {
     "sleep-no-random-expert": {"dream": True, "dream_random_expert": False},
     "sleep-no-replay": {"dream": True, "dream_replay": False},
     "sleep-dream-onehot": {"dream": True, "dream_soft_targets": False},
+    "sleep-dream-no-undo": {"dream": True, "dream_undo": False},
 }
 
 
