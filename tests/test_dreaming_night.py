@@ -218,14 +218,15 @@ def test_eval_runs_every_dreaming_ablation_side_by_side():
     from pocketsleep.eval.methods import parse_methods
 
     names = ["sleep", "sleep-dream", "sleep-no-dream", "sleep-random-select", "sleep-no-random-expert",
-             "sleep-no-replay", "sleep-dream-onehot", "sleep-dream-no-undo"]
+             "sleep-no-replay", "sleep-dream-onehot", "sleep-dream-undo"]
     assert [m.name for m in parse_methods(",".join(names))] == names
 
 
 def test_a_night_whose_dreaming_the_gate_rejects_keeps_what_seeding_learned(
         paths, journal, tmp_path, monkeypatch, capsys):
-    """The gate judges seeding and dreaming together; when it says no, it judges
-    seeding's expert alone (its weights from before dreaming), and keeps that."""
+    """With dream_undo, the gate judges seeding and dreaming together; when it says
+    no, it judges seeding's expert alone (its weights from before dreaming), and
+    keeps that."""
     from pocketsleep.cli import main
     from pocketsleep.config import Config
     from pocketsleep.sleep import dreaming, gate, run_sleep
@@ -252,7 +253,8 @@ def test_a_night_whose_dreaming_the_gate_rejects_keeps_what_seeding_learned(
 
     monkeypatch.setattr(dreaming, "dream", dream_watched)
     monkeypatch.setattr(gate, "check", check)
-    options = FAST.but(dream_candidates=6, dream_steps=2, dream_trials=1, dream_lr=1e-2)
+    options = FAST.but(dream_candidates=6, dream_steps=2, dream_trials=1, dream_lr=1e-2,
+                       dream_undo=True)
     report = run_sleep(paths, Config(model=str(gguf)), options)
     assert report.status == "succeeded", report.reasons
     assert changed(seen["seeded"], seen["dreamt"])  # rehearsal moved the expert
@@ -274,7 +276,7 @@ def test_a_night_whose_dreaming_the_gate_rejects_keeps_what_seeding_learned(
     assert "dreaming undone: the gate rejected seeding and dreaming together (dreams lost" \
         in capsys.readouterr().out
 
-    # Without the undo (the ablation) the same verdict rejects the night.
+    # Without the undo (the default) the same verdict rejects the night.
     seen.clear()
     log_day(journal)
     report = run_sleep(paths, Config(model=str(gguf)), options.but(dream_undo=False))

@@ -212,11 +212,13 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
 def judge(io, gate, heldout, anchors, basis: Basis, options: SleepOptions, seeded,
           dream_log: dict, deadline: float | None, progress):
     """The gate's verdict on tonight's expert. Dreaming rehearses the expert seeding
-    trained, and the gate judges the two together; when it rejects them, it judges
-    seeding's expert alone (`seeded`, its weights before dreaming), so that a night
-    whose rehearsal went too far (on dev-week, lost quiz answers) still keeps what
-    seeding learned instead of nothing (bench/RESULTS.md, eighth round). The undone
-    night's dreams are then not replayed later (Journal.unselect_dreams)."""
+    trained, and the gate judges the two together. Given `seeded` (its weights before
+    dreaming: options.dream_undo), when the gate rejects them it judges seeding's
+    expert alone, so that a night whose rehearsal went too far (on dev-week, lost
+    quiz answers) keeps what seeding learned instead of nothing; the caller then
+    unselects the night's dreams so that none is replayed as if learned. Off by
+    default: it kept more nights but ended the reworded week lower (bench/RESULTS.md,
+    eighth round)."""
     from mlx.utils import tree_unflatten
 
     started = time.perf_counter()

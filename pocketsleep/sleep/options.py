@@ -159,8 +159,11 @@ class SleepOptions:
     dream_trials: int = 4
     dream_policy_lr: float = 0.5
     # When the gate rejects seeding and dreaming together, judge seeding's expert
-    # alone and keep it if it passes (False: the night is rejected; ablation).
-    dream_undo: bool = True
+    # alone and keep it if it passes (False: the night is rejected, its day learned
+    # with the next). Off: on the reworded week it kept 4 of 5 nights, not 2, and
+    # today's recall rose 0.17 -> 0.22, but the week ended at 3/15 with day 1 at 1/4,
+    # against 5/15 and 3/4 without it (bench/RESULTS.md, eighth round).
+    dream_undo: bool = False
     # The dream phase stops adding work after this long (the gate still runs): a
     # guard for a slow or overloaded machine, not a setting. Embedded model, dev-week
     # day 1, a busy core: writing 79 s, trials 18 s, scoring 15 s, rehearsal 39 s;
@@ -184,7 +187,7 @@ ABLATIONS = {
     "sleep-no-random-expert": {"dream": True, "dream_random_expert": False},
     "sleep-no-replay": {"dream": True, "dream_replay": False},
     "sleep-dream-onehot": {"dream": True, "dream_soft_targets": False},
-    "sleep-dream-no-undo": {"dream": True, "dream_undo": False},
+    "sleep-dream-undo": {"dream": True, "dream_undo": True},
 }
 
 
