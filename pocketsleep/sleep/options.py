@@ -166,9 +166,10 @@ class SleepOptions:
     dream_undo: bool = False
     # The dream phase stops adding work after this long (the gate still runs): a
     # guard for a slow or overloaded machine, not a setting. Embedded model, dev-week
-    # day 1, a busy core: writing 79 s, trials 18 s, scoring 15 s, rehearsal 39 s;
-    # all of it, two sleeps on two cores, 155 s. It was 150 s, which such a run hit, so
-    # that results depended on the machine's load (bench/RESULTS.md, seventh round).
+    # day 1, a busy core: writing 79 s, trials 18 s, scoring 15 s, rehearsal 39 s. A
+    # dev-week night's dream phase took 76-139 s with two sleeps on the two cores, up
+    # to 216 s with four (bench/RESULTS.md, eighth round). It was 150 s, which three
+    # sleeps on two cores hit, so that results depended on the machine's load.
     dream_seconds: float = 240.0
 
     def but(self, **changes) -> "SleepOptions":
@@ -180,7 +181,8 @@ ABLATIONS = {
     "sleep-no-onpolicy": {"on_policy": False},
     "sleep-no-lti": {"lti": False},
     "sleep-offpolicy-only": {"on_policy": False, "lti": False},
-    # Dreaming (Sleep II): on, off, and on with each of its parts taken away.
+    # Dreaming (Sleep II): on, off, on with each of its parts taken away, and on with
+    # the fall-back to seeding's expert (dream_undo).
     "sleep-dream": {"dream": True},
     "sleep-no-dream": {"dream": False},
     "sleep-random-select": {"dream": True, "dream_gradient_select": False},
