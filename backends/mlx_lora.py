@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_unflatten
+from mlx.utils import tree_flatten, tree_unflatten
 
 from pocketsleep.errors import InputError
 
@@ -148,6 +148,17 @@ def trainable_expert_weights(model: nn.Module) -> dict[str, mx.array]:
             out[f"{name}.lora_a"] = m.new_a
             out[f"{name}.lora_b"] = m.new_b
     return out
+
+
+def trainable_snapshot(model: nn.Module) -> list[tuple[str, mx.array]]:
+    """Tonight's expert's weights as they are now, for restore_trainable. Arrays are
+    immutable (an optimizer step makes new ones), so this holds the old values."""
+    return tree_flatten(model.trainable_parameters())
+
+
+def restore_trainable(model: nn.Module, snapshot: list[tuple[str, mx.array]]) -> None:
+    """Put tonight's expert back as it was at `snapshot`."""
+    model.update(tree_unflatten(snapshot))
 
 
 def save_trainable_expert(model: nn.Module, folder: Path, config: dict) -> None:

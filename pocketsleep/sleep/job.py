@@ -111,7 +111,6 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     from .distill import distill
     from .dreaming import dream
     from .selfstudy import ModelIO, Teacher, study
-    from mlx.utils import tree_flatten
 
     resolved = resolve_model(config.model, paths)
     engine = MlxEngine.load(resolved, paths)
@@ -143,7 +142,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     t = time.perf_counter()  # Sleep II: dreaming, into the same expert
     # Seeding's expert, to fall back on if the gate rejects it with dreaming on top
     # (none to fall back on when distillation took no step: it is all zeros).
-    seeded = (tree_flatten(io.model.trainable_parameters())
+    seeded = (mlx_lora.trainable_snapshot(io.model)
               if options.dream and options.dream_undo and log.steps else None)
     dream_log = dream(paths, io, teacher, episode, train, heldout, options, journal, basis,
                       sleep_id, deadline, progress)
@@ -219,7 +218,7 @@ def judge(io, gate, heldout, anchors, basis: Basis, options: SleepOptions, seede
     unselects the night's dreams so that none is replayed as if learned. Off by
     default: it kept more nights but ended the reworded week lower (bench/RESULTS.md,
     eighth round)."""
-    from mlx.utils import tree_unflatten
+    from ..backends.mlx_lora import restore_trainable
 
     started = time.perf_counter()
     progress("gate", 0, 1)
@@ -235,7 +234,7 @@ def judge(io, gate, heldout, anchors, basis: Basis, options: SleepOptions, seede
         dream_log["undo_skipped"] = "too little of the budget left for a second gate"
         return verdict
     progress("gate: seeding alone", 0, 1)
-    io.model.update(tree_unflatten(seeded))  # arrays are immutable: these are the old ones
+    restore_trainable(io.model, seeded)
     dream_log["undone"] = {"reasons": verdict.reasons, "gate": verdict.metrics}
     return gate.check(io, heldout, anchors, basis.earlier, options, unseen=unseen)
 

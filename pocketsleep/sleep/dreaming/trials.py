@@ -13,8 +13,8 @@ import pocketsleep.backends  # noqa: F401  (fast BLAS before mlx loads)
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_flatten, tree_unflatten
 
+from ...backends.mlx_lora import restore_trainable, trainable_snapshot
 from .. import objective
 from .select import sft_loss
 
@@ -50,7 +50,7 @@ def trial_gain(model, dream_item: tuple, probes: list[tuple], lr: float,
                before: float) -> float:
     """How much the probes' log-prob rises after TRIAL_STEPS steps on one dream; the
     trainable weights are restored afterwards."""
-    saved = tree_flatten(model.trainable_parameters())
+    saved = trainable_snapshot(model)
     optimizer = optim.Adam(learning_rate=lr)
     grad_of = nn.value_and_grad(model, sft_loss)
     batch = objective.offpolicy_batch([dream_item])
@@ -61,7 +61,7 @@ def trial_gain(model, dream_item: tuple, probes: list[tuple], lr: float,
             mx.eval(model.trainable_parameters())
         return probe_logprob(model, probes) - before
     finally:
-        model.update(tree_unflatten(saved))  # arrays are immutable: these are the old ones
+        restore_trainable(model, saved)
 
 
 def run_trials(model, trials: list[tuple[str, tuple]], probes: list[tuple],
