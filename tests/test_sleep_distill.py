@@ -8,7 +8,7 @@ import pytest
 mx = pytest.importorskip("mlx.core")
 pytest.importorskip("gguf")
 from mlx.utils import tree_flatten  # noqa: E402
-from sleep_support import FAST, student_and_teacher, tiny_model  # noqa: E402
+from sleep_support import DAY, FAST, student_and_teacher, tiny_model  # noqa: E402
 
 from pocketsleep.backends import mlx_lora  # noqa: E402
 from pocketsleep.sleep import distill as distill_module  # noqa: E402
@@ -104,6 +104,39 @@ def test_no_terms_or_a_spent_budget_train_nothing(setup):
     assert log.steps == 0 and log.stopped_by_budget
     assert all(mx.abs(v).max().item() == 0
                for k, v in tree_flatten(io.model.trainable_parameters()) if "new_b" in k)
+
+
+def test_the_transcript_term_trains_on_the_day_as_it_was_said(setup):
+    from pocketsleep.sleep import transcript
+
+    io, teacher, train = setup
+    said = transcript.episode_transcripts(io.tokenizer, DAY)
+    assert len(said) == 2
+    batch = transcript.collate(said)
+
+    def loss() -> float:
+        return transcript.transcript_loss(io.model, *batch)[0].item()
+
+    before = loss()
+    options = FAST.but(steps=6, on_policy=False, lti=False, learning_rate=1e-2,
+                       transcript_weight=1.0, transcript_every=2)
+    log = distill(io, teacher, train, options, transcripts=said)
+    assert len(log.losses["transcript"]) == 3  # steps 0, 2 and 4
+    assert len(log.losses["off_policy"]) == 6
+    assert log.losses["transcript"][0] == pytest.approx(before, rel=1e-4)
+    # The expert has learned the day's own words.
+    assert loss() < before - 0.1
+
+
+def test_without_a_weight_or_transcripts_there_is_no_transcript_term(setup):
+    from pocketsleep.sleep import transcript
+
+    io, teacher, train = setup
+    said = transcript.episode_transcripts(io.tokenizer, DAY)
+    for options, given in [(FAST.but(steps=2), said),
+                           (FAST.but(steps=2, transcript_weight=1.0), [])]:
+        log = distill(io, teacher, train, options, transcripts=given)
+        assert "transcript" not in log.losses and log.steps == 2
 
 
 def test_distill_log_summary():

@@ -157,6 +157,36 @@ def test_a_private_conversation_never_reaches_the_model(paths, journal, config, 
     assert SECRET not in json.dumps(journal.last_sleep().metrics)
 
 
+def test_the_transcript_term_trains_on_tonights_conversations_only(
+        paths, journal, config, monkeypatch):
+    from pocketsleep.sleep import transcript
+
+    learnable_self_study(monkeypatch)
+    said: list[str] = []
+    real = transcript.episode_transcripts
+
+    def spy(tokenizer, conversations):
+        out = real(tokenizer, conversations)
+        said.extend(tokenizer.decode(ids) for ids in out)
+        return out
+
+    monkeypatch.setattr(transcript, "episode_transcripts", spy)
+    private = journal.log_conversation(PRIVATE, private=True)
+    day = log_day(journal)
+    report = run_sleep(paths, config, FAST.but(steps=4, transcript_weight=1.0,
+                                               transcript_every=2))
+    assert report.status == "succeeded", report.reasons
+    assert len(said) == len(day) and any("Biscuit" in s for s in said)
+    assert not any(SECRET in s for s in said)
+    distilled = journal.last_sleep().metrics["distill"]
+    assert set(distilled["loss_first_quarter"]) >= {"off_policy", "transcript"}
+    assert statuses(journal)[private] == "pending"
+    # Off by default: the night never renders its transcripts.
+    said.clear()
+    log_day(journal)
+    assert run_sleep(paths, config, FAST).status == "succeeded" and said == []
+
+
 def test_nothing_pending_is_nothing_to_learn(paths, journal, config):
     journal.log_conversation(PRIVATE, private=True)
     report = run_sleep(paths, config, FAST)

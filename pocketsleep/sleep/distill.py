@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import pocketsleep.backends  # noqa: F401  (fast BLAS before mlx loads)
 import mlx.core as mx
@@ -20,7 +20,7 @@ import mlx.optimizers as optim
 from mlx.utils import tree_map
 
 from ..backends.mlx_lora import without_trainable_expert
-from . import objective
+from . import objective, transcript
 from .options import SleepOptions
 from .sampling import sample_group
 from .selfstudy import Example, ModelIO, Teacher, teacher_logprobs
@@ -114,7 +114,10 @@ class OffPolicyBatches:
 
 def distill(io: ModelIO, teacher: Teacher, train: list[Example], options: SleepOptions,
             deadline: float | None = None,
-            progress: Callable[[str, int, int], None] = lambda *a: None) -> DistillLog:
+            progress: Callable[[str, int, int], None] = lambda *a: None,
+            transcripts: Sequence[list[int]] = ()) -> DistillLog:
+    """`transcripts`: the episode's conversations as token ids, for the transcript
+    term (SleepOptions.transcript_weight; none: no such term)."""
     model = io.model
     rng = random.Random(options.seed)
     batches = OffPolicyBatches(io, train, options, rng)
@@ -124,7 +127,10 @@ def distill(io: ModelIO, teacher: Teacher, train: list[Example], options: SleepO
         "off_policy": nn.value_and_grad(model, lambda m, b: objective.offpolicy_loss(m, b)[0]),
         "on_policy": nn.value_and_grad(model, lambda m, b: objective.onpolicy_loss(m, b)[0]),
         "lti": nn.value_and_grad(model, lambda m, b: objective.lti_loss(m, b)[0]),
+        "transcript": nn.value_and_grad(model, lambda m, b: transcript.transcript_loss(m, *b)[0]),
     }
+    said = (transcript.batches(list(transcripts), options.batch_size, options.seed)
+            if options.transcript_weight and transcripts else None)
     log = DistillLog()
     started = time.perf_counter()
     samples = {"learnable": batches.learn[:FIT_SAMPLE], "anchors": batches.anchor[:FIT_SAMPLE]}
@@ -148,6 +154,9 @@ def distill(io: ModelIO, teacher: Teacher, train: list[Example], options: SleepO
             batch = _lti(io, rng.choice(learnable), options, options.seed + step)
             if batch is not None:
                 terms.append(("lti", options.lti_weight, batch))
+        if said is not None and step % options.transcript_every == 0:
+            terms.append(("transcript", options.transcript_weight,
+                          transcript.collate(next(said))))
         if not terms:
             break
         total = None

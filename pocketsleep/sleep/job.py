@@ -111,6 +111,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     from .distill import distill
     from .dreaming import dream
     from .selfstudy import ModelIO, Teacher, study
+    from .transcript import episode_transcripts
 
     resolved = resolve_model(config.model, paths)
     engine = MlxEngine.load(resolved, paths)
@@ -135,7 +136,9 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     timings["self_study"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    log = distill(io, teacher, train, options, deadline, progress)
+    said = (episode_transcripts(io.tokenizer, episode.conversations)
+            if options.transcript_weight else [])
+    log = distill(io, teacher, train, options, deadline, progress, said)
     checkpoint("sleep.distilled")
     timings["distill"] = time.perf_counter() - t
 

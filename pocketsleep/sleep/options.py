@@ -37,7 +37,9 @@ class SleepOptions:
     # dev-week days 1-3 (bench/RESULTS.md, fifth round) two lists per statement
     # gave the same recall (2/4, 1/3, 0/4) and doubled self-study (72 -> 134 s).
     # (Also tried: a greedy question about each clause of a statement; recall ended
-    # at 2/15 against 4/15, two nights rejected: RESULTS, seventh round.)
+    # at 2/15 against 4/15, two nights rejected: RESULTS, seventh round. And "What do
+    # you know about my X?" for each "my X" the user said: 1/11 against 2/11 after
+    # three nights, general probes 3/6: RESULTS, ninth round.)
     question_lists: int = 0
     max_questions_per_statement: int = 8
     # Teacher answers to statement questions cut after the sentence that states
@@ -95,6 +97,16 @@ class SleepOptions:
     lti_weight: float = 0.3
     lti_every: int = 16
     lti_group: int = 4
+    # The transcript term (sleep/transcript.py): next-token cross-entropy on the day's
+    # conversations as they were said (the sft baseline's loss), one batch every
+    # `transcript_every` steps, with this weight; 0 = off, as in the paper, which
+    # distils only. Off: on dev-week, 5 nights (bench/RESULTS.md, ninth round), weight
+    # 1 every 4th step lost 3 quiz answers on night 1; 0.3 every 4th recalled 0.28 of
+    # each day after its night and kept 3 of 5 nights; 1 every 8th recalled 0.32 and
+    # ended at 5/15 with general probes 4/6 and perplexity +6.7%. The defaults: 0.32,
+    # 4/15, 6/6, -0.8%.
+    transcript_weight: float = 0.0
+    transcript_every: int = 4
 
     # -- the gate ---------------------------------------------------------------------
     gate: bool = True
