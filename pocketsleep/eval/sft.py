@@ -26,9 +26,8 @@ import mlx.optimizers as optim
 
 from ..config import Config, Paths
 from ..sleep.options import SleepOptions
-# The loss and batches on the raw transcripts are the sleep's transcript term too.
-from ..sleep.transcript import (WINDOW_TOKENS, batches, collate,  # noqa: F401
-                                transcript_loss, transcript_sequences)
+from ..sleep.transcript import (WINDOW_TOKENS, batches, collate, transcript_loss,
+                                transcript_sequences)
 
 _SLEEP = SleepOptions()
 
