@@ -50,10 +50,10 @@ class SleepOptions:
     # today's fell 0.32 -> 0.17; a fact repeated inside an apology still teaches.)
     answer_one_sentence: bool = False
     # Teacher answers per question (greedy first, then sampled): several phrasings of
-    # the same fact make it stick under paraphrase. 6 is the next candidate: on dev-week
-    # (bench/RESULTS.md, ninth round) it kept every night on two seeds and recalled
-    # more right after each night (0.48 against 0.32; 0.27 against 0.22), with general
-    # probes 4/6 against 6/6 on one seed and 6/6 against 4/6 on the other.
+    # the same fact make it stick under paraphrase. (Also tried: 6, on dev-week over
+    # five seeds (bench/RESULTS.md, ninth and tenth rounds): better on two seeds, the
+    # same or worse on three; mean recall right after each night 0.24 either way,
+    # 18 of 25 nights kept against 19, and self-study takes longer.)
     answers_per_question: int = 3
     # Generic prompts (answered by the model *without* the episode) that anchor old
     # behaviour.
