@@ -145,7 +145,7 @@ def test_sleep_teacher_prompts_hold_only_the_templates_control_tokens(hf_tokeniz
 
 def test_sft_transcripts_hold_only_the_templates_control_tokens(hf_tokenizer,
                                                                embedded_control_ids):
-    from pocketsleep.eval.sft import transcript_sequences
+    from pocketsleep.sleep.transcript import transcript_sequences
 
     (clean,), (injected,), (ordinary,) = (
         transcript_sequences(hf_tokenizer, [m], 4096) for m in (CLEAN, INJECTED, ORDINARY))
