@@ -149,25 +149,34 @@ ANCHOR_PROMPTS = (
 )
 
 # Generic questions that no night trains on, with answers the embedded model knows
-# (greedy; it gets the continents, Spain's language and the colour of bananas
-# wrong, so those are not here). Asked at gate time of the pre-sleep model and of
-# the model wearing tonight's expert: drift measured on the anchors alone was low
-# (KL 0.08) on a night after which the model answered "What do bees make?" with the
-# user's dog's name. A question answered right before sleep must stay right.
-# Never anchors, never the memory suite's general probes.
+# (greedy; it gets the continents, Spain's language and capital, the colour of
+# bananas and snow, and the closest star wrong, so those are not here). Asked at gate
+# time of the pre-sleep model and of the model wearing tonight's expert: drift
+# measured on the anchors alone was low (KL 0.08) on a night after which the model
+# answered "What do bees make?" with the user's dog's name. A question answered right
+# before sleep must stay right. Never anchors, never the memory suite's probes.
+# Each one held under noise that teaches nothing: random low-rank noise on tonight's
+# expert's layers, at the drift a kept night causes on these questions (KL about
+# 0.01), never flipped it in 18 draws (bench/quiz_wobble.py, bench/RESULTS.md,
+# eleventh round). Dropped for flipping under noise alone, in a quarter to a half of
+# the draws: what animal gives milk, what you write on paper with, the hours in a
+# day, the minutes in an hour, the colour of grass; and, once each, where the sun
+# rises and which organ pumps blood.
 GATE_QUIZ = (
     ("What is the boiling point of water in degrees Celsius?", ("100", "hundred")),
-    ("What animal gives us milk?", ("cow", "cows")),
     ("What is the largest ocean on Earth?", ("Pacific",)),
-    ("What do you use to write on paper?", ("pen", "pens", "pencil", "pencils")),
     ("How many legs does a dog have?", ("four", "4")),
     ("What is the capital of Japan?", ("Tokyo",)),
     ("What do cows eat?", ("grass", "grasses", "hay")),
-    ("How many hours are in a day?", ("24", "twenty-four", "twenty four")),
     ("What is the largest mammal?", ("whale",)),
-    ("Where does the sun rise?", ("east",)),
     ("What is the main language of Brazil?", ("Portuguese",)),
     ("What is the opposite of day?", ("night",)),
+    ("What is the capital of Russia?", ("Moscow",)),
+    ("Where do fish live?", ("water", "sea", "seas", "ocean", "oceans", "river", "rivers")),
+    ("What do birds use to fly?", ("wings",)),
+    ("What is the capital of China?", ("Beijing",)),
+    ("Who painted the Mona Lisa?", ("Leonardo", "Vinci")),
+    ("What is the capital of Egypt?", ("Cairo",)),
 )
 GATE_PROMPTS = tuple(q for q, _ in GATE_QUIZ)
 

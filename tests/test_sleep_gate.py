@@ -147,6 +147,18 @@ def test_drift_on_generic_questions_never_trained_on(setup):
     assert [r for r in strict.reasons if r.startswith("answers to questions never trained on")]
 
 
+def test_a_quiz_given_explicitly_is_asked_instead_of_the_gates(setup):
+    """bench/quiz_wobble.py measures candidate questions through the gate's own code:
+    they are asked, and judged by their own keywords."""
+    io, *_ = setup
+    quiz = (("Name a colour.", ("zzzz",)), ("Say something.", ("zzzz",)))
+    unseen = gate.unseen_generic(io, GATE, quiz)
+    assert unseen and {e.question for e in unseen} <= {q for q, _ in quiz}
+    said = tuple((e.question, (io.decode(e.answer.tokens).strip(),)) for e in unseen)
+    assert gate.quiz_lost(io, unseen, GATE, quiz)["quiz_right_before"] == 0
+    assert gate.quiz_lost(io, unseen, GATE, said)["quiz_right_before"] == len(unseen)
+
+
 def test_a_quiz_question_answered_right_before_sleep_must_stay_right(setup, monkeypatch):
     """A random model knows no answers, so the quiz expects what the pre-sleep model
     says: untrained, nothing is lost; trained hard, answers change and the gate

@@ -78,14 +78,16 @@ def greedy_answers(io: ModelIO, messages: list[list[dict]], options: SleepOption
                           top_k=options.top_k)
 
 
-def unseen_generic(io: ModelIO, options: SleepOptions) -> list[Example]:
-    """The pre-sleep model's greedy answers to the quiz (prompts.GATE_QUIZ), which no
-    night trains on: drift on them is drift the anchors could not hold back."""
-    messages = [prompts.closed_book(q) for q in prompts.GATE_PROMPTS]
+def unseen_generic(io: ModelIO, options: SleepOptions, quiz=None) -> list[Example]:
+    """The pre-sleep model's greedy answers to the quiz (prompts.GATE_QUIZ, or `quiz`:
+    (question, keywords) pairs), which no night trains on: drift on them is drift the
+    anchors could not hold back."""
+    questions = [q for q, _ in quiz or prompts.GATE_QUIZ]
+    messages = [prompts.closed_book(q) for q in questions]
     with without_trainable_expert(io.model):
         answers = greedy_answers(io, messages, options)
     return [Example("anchor", q, m, a)
-            for q, m, a in zip(prompts.GATE_PROMPTS, messages, answers) if a.tokens]
+            for q, m, a in zip(questions, messages, answers) if a.tokens]
 
 
 def unseen_drift(io: ModelIO, unseen: list[Example]) -> float:
@@ -98,10 +100,10 @@ def unseen_drift(io: ModelIO, unseen: list[Example]) -> float:
     return drift_kl(before, logprobs())
 
 
-def quiz_lost(io: ModelIO, unseen: list[Example], options: SleepOptions) -> dict:
+def quiz_lost(io: ModelIO, unseen: list[Example], options: SleepOptions, quiz=None) -> dict:
     """Which quiz questions the pre-sleep model answered right (its answers are in
     `unseen`) and the model as it is now answers wrong, with the new answers."""
-    expected = dict(prompts.GATE_QUIZ)
+    expected = dict(quiz or prompts.GATE_QUIZ)
     right = [e for e in unseen if mentions(io.decode(e.answer.tokens), expected[e.question])]
     now = greedy_answers(io, [e.student_messages for e in right], options) if right else []
     lost = {e.question: io.decode(g.tokens).strip() for e, g in zip(right, now)
