@@ -1,6 +1,7 @@
 """How much the gate's quiz wobbles under perturbations that teach nothing.
 
-    .venv/bin/python bench/quiz_wobble.py [--sizes 0.01,0.02,0.04] [--draws 8] [--json OUT]
+    .venv/bin/python bench/quiz_wobble.py [--sizes 0.03,0.06,0.12] [--draws 10]
+        [--candidates bench/quiz_candidates.json] [--json OUT]
 
 The gate rejects a night whose expert makes the model get two of the quiz's general
 questions wrong (prompts.GATE_QUIZ, options.max_quiz_lost). A question whose greedy
@@ -8,12 +9,17 @@ answer flips under any change of the weights rejects nights for noise, not harm.
 puts random low-rank noise (the dreaming phase's noise_expert) on the layers tonight's
 expert would train, at a few sizes, several draws each, and reports per size the
 drift it causes on the quiz's answers (the gate's unseen_drift_kl, nats per token, so
-it can be set beside real nights' figures in the journal's sleeps.metrics) and how
+it can be set beside real nights' figures: `gate.unseen_drift_kl` in the journal's
+sleeps.metrics, the "unseen drift KL" column of `eval`'s night table) and how
 many draws lose each question (greedy answer no longer names the expected keyword,
 exactly as the gate judges).
 
 Noise moves the weights in no particular direction: at the same drift, a question it
-flips is fragile, not harmed. The embedded model on this machine's CPU.
+flips is fragile, not harmed. A size is the noise's output relative to each layer's
+own (dreaming's noise_expert); on the embedded model 0.03 drifts the quiz by about as
+much as a kept dev-week night (KL 0.005-0.018). With --candidates it measures
+questions one might add to the quiz instead (bench/quiz_candidates.json: those tried
+for the eleventh round, bench/RESULTS.md). The embedded model, MLX on this CPU.
 """
 
 from __future__ import annotations
@@ -95,9 +101,9 @@ def print_table(result: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="0.01,0.02,0.04",
+    ap.add_argument("--sizes", default="0.03,0.06,0.12",
                     help="Noise output relative to each layer's own, comma-separated.")
-    ap.add_argument("--draws", type=int, default=8)
+    ap.add_argument("--draws", type=int, default=10)
     ap.add_argument("--rank", type=int, default=16, help="Noise rank (tonight's expert's).")
     ap.add_argument("--candidates", type=Path,
                     help="A JSON list of [question, [keywords]] to measure instead of "

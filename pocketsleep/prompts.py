@@ -149,19 +149,21 @@ ANCHOR_PROMPTS = (
 )
 
 # Generic questions that no night trains on, with answers the embedded model knows
-# (greedy; it gets the continents, Spain's language and capital, the colour of
-# bananas and snow, and the closest star wrong, so those are not here). Asked at gate
-# time of the pre-sleep model and of the model wearing tonight's expert: drift
-# measured on the anchors alone was low (KL 0.08) on a night after which the model
-# answered "What do bees make?" with the user's dog's name. A question answered right
-# before sleep must stay right. Never anchors, never the memory suite's probes.
-# Each one held under noise that teaches nothing: random low-rank noise on tonight's
+# (greedy; it gets the continents, Spain's language and capital, the months in a
+# year, the colour of bananas and of snow, the closest star, which animal barks and
+# the king of the jungle wrong, so those are not here). Asked at gate time of the
+# pre-sleep model and of the model wearing tonight's expert: drift measured on the
+# anchors alone was low (KL 0.08) on a night after which the model answered "What do
+# bees make?" with the user's dog's name. A question answered right before sleep must
+# stay right. Never anchors, never the memory suite's probes.
+# Each one holds under noise that teaches nothing: random low-rank noise on tonight's
 # expert's layers, at the drift a kept night causes on these questions (KL about
-# 0.01), never flipped it in 18 draws (bench/quiz_wobble.py, bench/RESULTS.md,
-# eleventh round). Dropped for flipping under noise alone, in a quarter to a half of
-# the draws: what animal gives milk, what you write on paper with, the hours in a
-# day, the minutes in an hour, the colour of grass; and, once each, where the sun
-# rises and which organ pumps blood.
+# 0.01), flipped none of them in 18-20 draws (bench/quiz_wobble.py; bench/RESULTS.md,
+# eleventh round). Dropped for flipping under that noise alone, in 2 to 6 of every
+# 10 draws: what animal gives milk, what you write on paper with, the hours in a
+# day, the minutes in an hour, the colour of grass; and, in 1 of 10, where the sun
+# rises and which organ pumps blood. The answers noise gave ("a camel", "86,400
+# hours", "a variety of materials") are those that had rejected real nights.
 GATE_QUIZ = (
     ("What is the boiling point of water in degrees Celsius?", ("100", "hundred")),
     ("What is the largest ocean on Earth?", ("Pacific",)),
