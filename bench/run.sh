@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# All benchmarks, one command: chat speed, the BLAS fix, and the dev-week evaluation.
+# All benchmarks, one command: chat speed, the BLAS fix, sleep cost, the quiz's
+# wobble, and the dev-week evaluation.
 #   bash bench/run.sh            (hours on a 2-core CPU: sleep takes about an hour)
 #   ONLY=eval RESUME=1 bash bench/run.sh   (only the evaluation, keeping the methods
 #                                           a stopped run of it finished)
@@ -17,6 +18,8 @@ if [[ "${ONLY:-all}" != eval ]]; then
   $py bench/blas_speed.py | tee bench/out/blas_speed.txt
   echo "== sleep cost (1x, 4x, 16x a day)"
   $py bench/sleep_cost.py --json bench/out/sleep_cost.json | tee bench/out/sleep_cost.txt
+  echo "== the gate's quiz under noise (about 12 minutes)"
+  $py bench/quiz_wobble.py --json bench/out/quiz_wobble.json | tee bench/out/quiz_wobble.txt
 fi
 echo "== dev-week memory evaluation"
 # The JSON is rewritten after every night ("complete": false until the end), so a
