@@ -58,22 +58,17 @@ def wobble(io, options, quiz, sizes: list[float], draws: int, rank: int) -> dict
     from pocketsleep.eval.scoring import mentions
     from pocketsleep.sleep import gate
     from pocketsleep.sleep.dreaming.diversify import noise_expert
-    from pocketsleep.sleep.selfstudy import answer_logprobs
-
-    def logprobs(examples):
-        return [np.array(answer_logprobs(io, e.student_messages, e.answer.answer_ids))
-                for e in examples]
 
     unseen = gate.unseen_generic(io, options, quiz)
     expected = dict(quiz)
     right = [e for e in unseen if mentions(io.decode(e.answer.tokens), expected[e.question])]
-    before = logprobs(unseen)  # as the gate's unseen_drift_kl: the whole quiz
+    before = gate.answers_logprobs(io, unseen)  # as the gate's unseen_drift_kl: the whole quiz
     rows = []
     for size in sizes:
         per_draw = []
         for d in range(draws):
             with noise_expert(io.model, rank, size, seed=1000 * d + 7):
-                kl = gate.drift_kl(before, logprobs(unseen))
+                kl = gate.drift_kl(before, gate.answers_logprobs(io, unseen))
                 lost = gate.quiz_lost(io, unseen, options, quiz)["quiz_lost"]
             per_draw.append({"unseen_drift_kl": round(kl, 4), "lost": lost})
         rows.append({"size": size, "draws": per_draw})

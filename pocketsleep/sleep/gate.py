@@ -48,6 +48,12 @@ def _mean(xs) -> float | None:
     return float(np.mean(xs)) if xs else None
 
 
+def answers_logprobs(io: ModelIO, examples: list[Example]) -> list[np.ndarray]:
+    """Each example's log-probabilities over its answer positions (for drift_kl)."""
+    return [np.array(answer_logprobs(io, e.student_messages, e.answer.answer_ids))
+            for e in examples]
+
+
 def measure(io: ModelIO, heldout: list[Example], anchors: list[Example],
             earlier: list[tuple[str, str]]) -> dict:
     """Everything the gate looks at, for the model as it is now."""
@@ -60,8 +66,7 @@ def measure(io: ModelIO, heldout: list[Example], anchors: list[Example],
         "earlier_logprob": _mean(mean_answer_logprob(io, prompts.closed_book(q), io.text_ids(a))
                                  for q, a in earlier if a.strip()),
         "general_ppl": float(np.exp(-general_lp)),
-        "anchor_logprobs": [np.array(answer_logprobs(io, e.student_messages, e.answer.answer_ids))
-                            for e in anchors],
+        "anchor_logprobs": answers_logprobs(io, anchors),
     }
 
 
@@ -91,13 +96,9 @@ def unseen_generic(io: ModelIO, options: SleepOptions, quiz=None) -> list[Exampl
 
 
 def unseen_drift(io: ModelIO, unseen: list[Example]) -> float:
-    def logprobs():
-        return [np.array(answer_logprobs(io, e.student_messages, e.answer.answer_ids))
-                for e in unseen]
-
     with without_trainable_expert(io.model):
-        before = logprobs()
-    return drift_kl(before, logprobs())
+        before = answers_logprobs(io, unseen)
+    return drift_kl(before, answers_logprobs(io, unseen))
 
 
 def quiz_lost(io: ModelIO, unseen: list[Example], options: SleepOptions, quiz=None) -> dict:
