@@ -51,9 +51,9 @@ class SleepOptions:
     answer_one_sentence: bool = False
     # Teacher answers per question (greedy first, then sampled): several phrasings of
     # the same fact make it stick under paraphrase. (Also tried: 6, on dev-week over
-    # five seeds (bench/RESULTS.md, ninth and tenth rounds): better on two seeds, the
-    # same or worse on three; mean recall right after each night 0.24 either way,
-    # 18 of 25 nights kept against 19, and self-study takes longer.)
+    # five seeds with the fourteen-question quiz (bench/RESULTS.md, twelfth round):
+    # recall right after each night 0.26 -> 0.29 and 3.2 -> 4.0/15 at the end, but
+    # general probes 5.4 -> 5.0/6, so not the default.)
     answers_per_question: int = 3
     # Generic prompts (answered by the model *without* the episode) that anchor old
     # behaviour.
