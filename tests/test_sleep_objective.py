@@ -93,6 +93,27 @@ def test_offpolicy_loss_is_cross_entropy_over_the_teacher_topk_and_a_tail_bucket
     assert loss.item() == pytest.approx(total / count, rel=1e-4)
 
 
+def test_token_weights_scale_each_tokens_term_in_the_loss_but_not_the_kl(model):
+    rng = np.random.default_rng(2)
+    prompt, answer = list(rng.integers(1, VOCAB, 4)), list(rng.integers(1, VOCAB, 3))
+    rows = topk_rows(rng, 3, 5)
+    plain = objective.offpolicy_batch([(prompt, answer, *rows)])
+    weighted = objective.offpolicy_batch([(prompt, answer, *rows, np.array([1.0, 4.0, 1.0]))])
+    student = student_logprobs(model, plain.inputs)
+    terms = []
+    for t in range(3):
+        picked = student[0, len(prompt) - 1 + t, rows[0][t]]
+        teacher = np.exp(rows[1][t].astype(np.float64))
+        terms.append(-(teacher * picked).sum() - (1 - teacher.sum()) * np.log(1 - np.exp(picked).sum()))
+    loss, ntoks = objective.offpolicy_loss(model, weighted)
+    # Weighted sum over the answer's tokens, still divided by their count.
+    assert int(ntoks.item()) == 3
+    assert loss.item() == pytest.approx((terms[0] + 4 * terms[1] + terms[2]) / 3, rel=1e-4)
+    assert objective.offpolicy_loss(model, plain)[0].item() == pytest.approx(sum(terms) / 3, rel=1e-4)
+    assert (objective.offpolicy_kl(model, weighted)[0].item()
+            == pytest.approx(objective.offpolicy_kl(model, plain)[0].item()))
+
+
 def test_offpolicy_training_keeps_the_tail_mass_the_teacher_has(model):
     """Against the top-k renormalised to 1 the student would learn to put all its mass
     on those k tokens (sharpening it everywhere); with the tail bucket it learns the

@@ -289,3 +289,62 @@ def test_question_lists_are_split_filtered_and_kept_once(monkeypatch):
     assert seen["temps"] == [0.0, 0.8, 0.0, 0.8]
     assert [statements[0] in p for p in seen["prompts"]] == [True, True, False, False]
     assert all(p.startswith(prompts.QUESTION_LIST_WRITER.split("{")[0]) for p in seen["prompts"])
+
+
+class ScriptedTeacher:
+    """A teacher whose answers are scripted texts, one per question asked, in turn."""
+
+    def __init__(self, replies: list[str]):
+        self.replies = iter(replies)
+        self.calls: list[tuple[list, list]] = []
+
+    def answer_many(self, conversations, temperatures, seed):
+        self.calls.append((conversations, temperatures))
+        return [Generated([next(self.replies)], None, None, None) for _ in conversations]
+
+
+def test_retries_ask_again_only_the_questions_with_no_grounded_answer():
+    from pocketsleep.sleep import selfstudy
+
+    conversation = [{"role": "user", "content": "I bought a green Honda Jazz today."},
+                    {"role": "assistant", "content": "Nice car!"},
+                    {"role": "user", "content": "I run with my neighbour Tomasz on Saturdays."},
+                    {"role": "assistant", "content": "Running with Tomasz sounds fun."}]
+    car, runner = episode_of(conversation).exchanges()
+    io = ScriptedWriter([])
+    written = [["What car do I drive?"], ["Who do I run with?", "When do I run?"]]
+    found = [Example("statement", "What car do I drive?", [], None, car.statement),
+             Example("statement", "When do I run?", [], None, runner.statement)]
+    teacher = ScriptedTeacher(["You run with Kiera.", "You run with Tomasz.",
+                               "User: Tomasz", "Your neighbour Tomasz!"])
+    options = SleepOptions(answer_retries=4, retry_temperature=0.9)
+    kept = selfstudy.retried_examples(io, teacher, options, [car, runner], written, found, 0)
+    # Only "Who do I run with?" had no grounded answer: four samples, from the two
+    # views in turn, at the retry temperature; the grounded, non-transcript ones kept.
+    (asked, temps), = teacher.calls
+    assert asked == selfstudy.teacher_views(runner, "Who do I run with?") * 2
+    assert temps == [0.9] * 4
+    assert [e.answer.tokens[0] for e in kept] == ["You run with Tomasz.", "Your neighbour Tomasz!"]
+    assert all(e.kind == "statement" and e.question == "Who do I run with?"
+               and e.statement == runner.statement for e in kept)
+    assert [e.teacher_messages for e in kept] == [asked[1], asked[3]]
+    # Off, or nothing to retry: the teacher is not asked at all.
+    idle = ScriptedTeacher([])
+    assert selfstudy.retried_examples(io, idle, SleepOptions(), [car, runner], written, [], 0) == []
+    everything = found + [Example("statement", "Who do I run with?", [], None, runner.statement)]
+    assert selfstudy.retried_examples(io, idle, options, [car, runner], written, everything, 0) == []
+    assert idle.calls == []
+
+
+def test_fact_token_weights_mark_the_tokens_that_spell_what_the_user_said():
+    from pocketsleep.sleep.selfstudy import fact_token_weights
+
+    io = WordIO("You run with Tomasz on Saturdays, Kiera says.")
+    statement = "I run with my neighbour Tomasz on Saturdays."
+    example = Example("statement", "Who do I run with?", [], answer_of(io, end_token=9),
+                      statement)
+    # "run" is in the question, "Kiera" not in the statement: only the two facts.
+    assert fact_token_weights(io, example, 3.0).tolist() == [1, 1, 1, 3, 1, 3, 1, 1, 1]
+    assert fact_token_weights(io, example, 1.0).tolist() == [1] * 9
+    anchor = Example("anchor", "Who do I run with?", [], answer_of(io), None)
+    assert fact_token_weights(io, anchor, 3.0).tolist() == [1] * 8

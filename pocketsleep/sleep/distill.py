@@ -23,7 +23,7 @@ from ..backends.mlx_lora import without_trainable_expert
 from . import objective, transcript
 from .options import SleepOptions
 from .sampling import sample_group
-from .selfstudy import Example, ModelIO, Teacher, teacher_logprobs
+from .selfstudy import Example, ModelIO, Teacher, fact_token_weights, teacher_logprobs
 
 ON_POLICY_SAMPLES = 2
 SAMPLE_TOKENS = 24
@@ -60,9 +60,10 @@ class DistillLog:
         }
 
 
-def _offpolicy_items(io: ModelIO, examples: list[Example]):
+def _offpolicy_items(io: ModelIO, examples: list[Example], fact_weight: float = 1.0):
     return [(io.chat_ids(e.student_messages), e.answer.answer_ids, e.answer.topk_ids,
-             e.answer.topk_logprobs) for e in examples]
+             e.answer.topk_logprobs, fact_token_weights(io, e, fact_weight))
+            for e in examples]
 
 
 # Answers of each kind the fit is measured on (one forward pass per batch of them,
@@ -91,7 +92,8 @@ class OffPolicyBatches:
 
     def __init__(self, io: ModelIO, train: list[Example], options: SleepOptions,
                  rng: random.Random):
-        self.learn = _offpolicy_items(io, [e for e in train if e.kind != "anchor"])
+        self.learn = _offpolicy_items(io, [e for e in train if e.kind != "anchor"],
+                                      options.fact_token_weight)
         self.anchor = _offpolicy_items(io, [e for e in train if e.kind == "anchor"])
         rng.shuffle(self.learn)
         rng.shuffle(self.anchor)

@@ -39,24 +39,28 @@ def _pad(rows: list[list[int]]) -> tuple[np.ndarray, int]:
 
 # -- off-policy: token-level KL(teacher || student) on teacher answers ------------------
 
-def offpolicy_batch(items: list[tuple[list[int], list[int], np.ndarray, np.ndarray]]) -> Batch:
-    """items: (student prompt ids, answer ids incl. end token, top-k ids, top-k logprobs),
-    the top-k rows aligned with the answer ids (row t is the distribution that chose
-    answer token t)."""
-    rows = [p + a[:-1] for p, a, _, _ in items]
+def offpolicy_batch(items: list[tuple]) -> Batch:
+    """items: (student prompt ids, answer ids incl. end token, top-k ids, top-k logprobs
+    [, token weights]), the top-k rows aligned with the answer ids (row t is the
+    distribution that chose answer token t). The optional weights (one per answer id,
+    default 1) scale each token's term in the training loss, not in the reported KL."""
+    rows = [item[0] + item[1][:-1] for item in items]
     inputs, width = _pad(rows)
     k = items[0][2].shape[1]
     ids = np.zeros((len(items), width, k), dtype=np.int32)
     lps = np.full((len(items), width, k), NEG, dtype=np.float32)
     mask = np.zeros((len(items), width), dtype=np.float32)
-    for i, (prompt, answer, top_ids, top_lps) in enumerate(items):
+    weights = np.zeros((len(items), width), dtype=np.float32)
+    for i, (prompt, answer, top_ids, top_lps, *rest) in enumerate(items):
         start = len(prompt) - 1  # the position whose output predicts answer[0]
         n = len(answer)
         ids[i, start : start + n] = top_ids[:n]
         lps[i, start : start + n] = top_lps[:n]
         mask[i, start : start + n] = 1
+        weights[i, start : start + n] = rest[0][:n] if rest else 1
     return Batch(mx.array(inputs), mx.array(mask),
-                 {"topk_ids": mx.array(ids), "topk_logprobs": mx.array(lps)})
+                 {"topk_ids": mx.array(ids), "topk_logprobs": mx.array(lps),
+                  "weights": mx.array(weights)})
 
 
 def _offpolicy_cross_entropy(model, batch: Batch) -> mx.array:
@@ -80,7 +84,7 @@ def offpolicy_loss(model, batch: Batch):
     other settings."""
     per_token = _offpolicy_cross_entropy(model, batch)
     ntoks = batch.mask.sum()
-    return (per_token * batch.mask).sum() / ntoks, ntoks
+    return (per_token * batch.extra["weights"]).sum() / ntoks, ntoks
 
 
 def offpolicy_kl(model, batch: Batch):

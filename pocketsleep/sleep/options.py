@@ -55,6 +55,10 @@ class SleepOptions:
     # recall right after each night 0.26 -> 0.29 and 3.2 -> 4.0/15 at the end, but
     # general probes 5.4 -> 5.0/6, so not the default.)
     answers_per_question: int = 3
+    # Extra sampled answers for each statement question none of whose first answers
+    # was grounded, at this temperature (selfstudy.retried_examples). 0 = off.
+    answer_retries: int = 0
+    retry_temperature: float = 1.0
     # Generic prompts (answered by the model *without* the episode) that anchor old
     # behaviour.
     anchors: int = 16
@@ -63,6 +67,9 @@ class SleepOptions:
     # Earlier nights' stored probes (the most recent) held in place as anchors.
     earlier_anchors: int = 16
     max_answer_tokens: int = 32
+    # Weight, in the off-policy loss, of the answer tokens that spell a word from
+    # what the user said (selfstudy.fact_token_weights); 1 = every token alike.
+    fact_token_weight: float = 1.0
     top_k: int = 16
     # Self-study questions held out of training, used by the gate and stored as the
     # night's probes. A night writes only ~10 distinct questions, so each one held out

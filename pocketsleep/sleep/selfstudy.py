@@ -194,6 +194,29 @@ def through_sentence_stating(io: ModelIO, answer: Generated, words: set[str]) ->
     return answer
 
 
+def fact_token_weights(io: ModelIO, example: Example, weight: float) -> np.ndarray:
+    """One weight per answer id (end token included): `weight` for the tokens that
+    spell a word the answer brings from the episode (grounding_words: "Tomasz",
+    "Jazz"), 1 for the rest. A fact is a token or two of a 32-token answer whose other
+    tokens are phrasing and invention; weighting them puts the night's learning where
+    the fact is."""
+    ids = example.answer.answer_ids
+    out = np.ones(len(ids), dtype=np.float32)
+    if weight == 1 or example.kind == "anchor" or not example.statement:
+        return out
+    text = io.decode(example.answer.tokens)
+    words = grounding_words(text, example.statement, example.question)
+    spans = [m.span() for m in _WORD.finditer(text.lower())
+             if m.group().partition("'")[0] in words]
+    start = 0
+    for n in range(len(example.answer.tokens)):
+        end = len(io.decode(example.answer.tokens[:n + 1]))
+        if any(lo < end and start < hi for lo, hi in spans):
+            out[n] = weight
+        start = end
+    return out
+
+
 def teacher_views(exchange: Exchange, question: str) -> list[list[dict]]:
     """The contexts a teacher answers `question` from: the statement with the reply to
     it, and the whole conversation up to there. Two views give two phrasings of the
@@ -295,6 +318,14 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
 
     progress("teacher answers", 0, 1)
     answers = teacher.answer_many(asked, temps, seed)
+    examples = usable_examples(io, options, meta, asked, answers)
+    examples += retried_examples(io, teacher, options, exchanges, written, examples, seed)
+    return examples
+
+
+def usable_examples(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str, str]],
+                    asked: list[list[dict]], answers: list) -> list[Example]:
+    """The teacher's answers worth distilling, as examples."""
     examples = []
     for (kind, q, s), m, a in zip(meta, asked, answers):
         if not a.tokens or not usable_answer(io.decode(a.tokens), s, q):
@@ -303,6 +334,32 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
             a = through_sentence_stating(io, a, grounding_words(io.decode(a.tokens), s, q))
         examples.append(Example(kind, q, m, a, s))
     return examples
+
+
+def retried_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
+                     exchanges: list[Exchange], written: list[list[str]],
+                     found: list[Example], seed: int) -> list[Example]:
+    """More sampled answers, from the teacher views in turn, to the statement
+    questions none of whose answers was grounded: a 135M teacher often misses a fact
+    on its first tries ("Kiera" for Tomasz) and finds it on a later one. Only where
+    the first answers failed, so facts already taught get no more weight."""
+    if options.answer_retries <= 0:
+        return []
+    answered = {(e.question, e.statement) for e in found if e.kind == "statement"}
+    asked, temps, meta = [], [], []
+    for x, questions in zip(exchanges, written):
+        for q in questions:
+            if (q, x.statement) in answered:
+                continue
+            views = teacher_views(x, q)
+            for j in range(options.answer_retries):
+                asked.append(views[j % len(views)])
+                temps.append(options.retry_temperature)
+                meta.append(("statement", q, x.statement))
+    if not asked:
+        return []
+    answers = teacher.answer_many(asked, temps, seed + 1)
+    return usable_examples(io, options, meta, asked, answers)
 
 
 def anchor_examples(io: ModelIO, options: SleepOptions, rng: random.Random,
