@@ -343,8 +343,30 @@ def test_fact_token_weights_mark_the_tokens_that_spell_what_the_user_said():
     statement = "I run with my neighbour Tomasz on Saturdays."
     example = Example("statement", "Who do I run with?", [], answer_of(io, end_token=9),
                       statement)
-    # "run" is in the question, "Kiera" not in the statement: only the two facts.
-    assert fact_token_weights(io, example, 3.0).tolist() == [1, 1, 1, 3, 1, 3, 1, 1, 1]
+    # "run" is in the question, "Kiera" not in the statement: only the two facts,
+    # three times the rest, the whole averaging 1.
+    weights = fact_token_weights(io, example, 3.0)
+    assert (weights / weights.min()).tolist() == pytest.approx([1, 1, 1, 3, 1, 3, 1, 1, 1])
+    assert weights.mean() == pytest.approx(1.0)
     assert fact_token_weights(io, example, 1.0).tolist() == [1] * 9
     anchor = Example("anchor", "Who do I run with?", [], answer_of(io), None)
     assert fact_token_weights(io, anchor, 3.0).tolist() == [1] * 8
+
+
+class PiecesIO(WordIO):
+    """A stand-in tokenizer with the given pieces, as a real one splits words."""
+
+    def __init__(self, pieces: list[str]):
+        self.words = pieces
+
+
+def test_fact_token_weights_follow_words_split_across_tokens_and_case_changes():
+    from pocketsleep.sleep.selfstudy import fact_token_weights
+
+    # "İ" lowercases to two characters: spans found in the lowercase text would land
+    # one character late, on the full stop.
+    io = PiecesIO(["İ", " see:", " you", " run", " with", " Tom", "asz", "."])
+    example = Example("statement", "Who do I run with?", [], answer_of(io),
+                      "I run with my neighbour Tomasz on Saturdays.")
+    weights = fact_token_weights(io, example, 2.0)
+    assert (weights / weights.min()).tolist() == pytest.approx([1, 1, 1, 1, 1, 2, 2, 1])

@@ -56,7 +56,7 @@ class SleepOptions:
     # general probes 5.4 -> 5.0/6, so not the default.)
     answers_per_question: int = 3
     # Extra sampled answers for each statement question none of whose first answers
-    # was grounded, at this temperature (selfstudy.retried_examples). 0 = off.
+    # was usable, at this temperature (selfstudy.retried_examples). 0 = off.
     answer_retries: int = 0
     retry_temperature: float = 1.0
     # Generic prompts (answered by the model *without* the episode) that anchor old
@@ -69,6 +69,10 @@ class SleepOptions:
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
     # what the user said (selfstudy.fact_token_weights); 1 = every token alike.
+    # (Tried 3 on dev-week, seeds 0 and 1 (bench/RESULTS.md, thirteenth round):
+    # today's recall 0.32 -> 0.17 and 0.32 -> 0.20, general probes 6/6 -> 3/6 and
+    # 4/6; seed 0's first night drifted the anchors by KL 0.031, twice the usual
+    # kept night's. Worse, so off.)
     fact_token_weight: float = 1.0
     top_k: int = 16
     # Self-study questions held out of training, used by the gate and stored as the

@@ -199,22 +199,25 @@ def fact_token_weights(io: ModelIO, example: Example, weight: float) -> np.ndarr
     spell a word the answer brings from the episode (grounding_words: "Tomasz",
     "Jazz"), 1 for the rest. A fact is a token or two of a 32-token answer whose other
     tokens are phrasing and invention; weighting them puts the night's learning where
-    the fact is."""
+    the fact is. Scaled to average 1 over the answer, so an answer pulls no harder on
+    the expert than before, and the anchors in the same batch keep their share."""
     ids = example.answer.answer_ids
     out = np.ones(len(ids), dtype=np.float32)
     if weight == 1 or example.kind == "anchor" or not example.statement:
         return out
     text = io.decode(example.answer.tokens)
     words = grounding_words(text, example.statement, example.question)
-    spans = [m.span() for m in _WORD.finditer(text.lower())
-             if m.group().partition("'")[0] in words]
+    # Matched on the text itself, not its lowercase: lowercasing can change lengths
+    # ("İ" -> "i̇") and would shift every later span off the tokens.
+    spans = [m.span() for m in re.finditer(_WORD.pattern, text, re.IGNORECASE)
+             if m.group().lower().partition("'")[0] in words]
     start = 0
     for n in range(len(example.answer.tokens)):
         end = len(io.decode(example.answer.tokens[:n + 1]))
         if any(lo < end and start < hi for lo, hi in spans):
             out[n] = weight
         start = end
-    return out
+    return out * (len(out) / out.sum())
 
 
 def teacher_views(exchange: Exchange, question: str) -> list[list[dict]]:
@@ -340,7 +343,8 @@ def retried_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
                      exchanges: list[Exchange], written: list[list[str]],
                      found: list[Example], seed: int) -> list[Example]:
     """More sampled answers, from the teacher views in turn, to the statement
-    questions none of whose answers was grounded: a 135M teacher often misses a fact
+    questions none of whose answers was usable (grounded, not transcript talk): a
+    135M teacher often misses a fact
     on its first tries ("Kiera" for Tomasz) and finds it on a later one. Only where
     the first answers failed, so facts already taught get no more weight."""
     if options.answer_retries <= 0:
