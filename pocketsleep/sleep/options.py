@@ -56,7 +56,10 @@ class SleepOptions:
     # general probes 5.4 -> 5.0/6, so not the default.)
     answers_per_question: int = 3
     # Extra sampled answers for each statement question none of whose first answers
-    # was usable, at this temperature (selfstudy.retried_examples). 0 = off.
+    # was usable, at this temperature (selfstudy.retried_examples). 0 = off: with 4,
+    # on dev-week over five seeds (bench/RESULTS.md, thirteenth round), facts never
+    # learned before were (the car, the sister's city), but the gate rejected 5 of
+    # 25 nights against 2 and today's recall fell 0.26 -> 0.24, general 5.4 -> 5.0/6.
     answer_retries: int = 0
     retry_temperature: float = 1.0
     # Generic prompts (answered by the model *without* the episode) that anchor old
@@ -70,9 +73,11 @@ class SleepOptions:
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
     # what the user said (selfstudy.fact_token_weights); 1 = every token alike.
     # (Tried 3 on dev-week, seeds 0 and 1 (bench/RESULTS.md, thirteenth round):
-    # today's recall 0.32 -> 0.17 and 0.32 -> 0.20, general probes 6/6 -> 3/6 and
-    # 4/6; seed 0's first night drifted the anchors by KL 0.031, twice the usual
-    # kept night's. Worse, so off.)
+    # today's recall 0.32 -> 0.17 and 0.20, general probes 6/6 -> 3/6 and 4/6; with
+    # the weights averaged to 1 over each answer, as now, 0.22 and 0.25, 3/6 and
+    # 5/6, seed 0's first night drifting the anchors by KL 0.056, four times a usual
+    # kept night's. Weighting the name teaches the name everywhere ("What do bees
+    # make?" -> "Biscuits..."), so off.)
     fact_token_weight: float = 1.0
     top_k: int = 16
     # Self-study questions held out of training, used by the gate and stored as the
