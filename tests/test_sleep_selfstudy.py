@@ -297,13 +297,15 @@ class ScriptedTeacher:
     def __init__(self, replies: list[str]):
         self.replies = iter(replies)
         self.calls: list[tuple[list, list]] = []
+        self.seeds: list[int] = []
 
     def answer_many(self, conversations, temperatures, seed):
         self.calls.append((conversations, temperatures))
+        self.seeds.append(seed)
         return [Generated([next(self.replies)], None, None, None) for _ in conversations]
 
 
-def test_retries_ask_again_only_the_questions_with_no_grounded_answer():
+def test_retries_ask_again_only_the_questions_with_no_usable_answer():
     from pocketsleep.sleep import selfstudy
 
     conversation = [{"role": "user", "content": "I bought a green Honda Jazz today."},
@@ -324,6 +326,7 @@ def test_retries_ask_again_only_the_questions_with_no_grounded_answer():
     (asked, temps), = teacher.calls
     assert asked == selfstudy.teacher_views(runner, "Who do I run with?") * 2
     assert temps == [0.9] * 4
+    assert teacher.seeds != [0]  # not the first answers' draws again
     assert [e.answer.tokens[0] for e in kept] == ["You run with Tomasz.", "Your neighbour Tomasz!"]
     assert all(e.kind == "statement" and e.question == "Who do I run with?"
                and e.statement == runner.statement for e in kept)

@@ -344,9 +344,9 @@ def retried_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
                      found: list[Example], seed: int) -> list[Example]:
     """More sampled answers, from the teacher views in turn, to the statement
     questions none of whose answers was usable (grounded, not transcript talk): a
-    135M teacher often misses a fact
-    on its first tries ("Kiera" for Tomasz) and finds it on a later one. Only where
-    the first answers failed, so facts already taught get no more weight."""
+    135M teacher often misses a fact on its first tries ("Kiera" for Tomasz) and
+    finds it on a later one. Only where the first answers failed, so facts already
+    taught get no more weight."""
     if options.answer_retries <= 0:
         return []
     answered = {(e.question, e.statement) for e in found if e.kind == "statement"}
