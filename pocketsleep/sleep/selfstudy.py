@@ -29,6 +29,9 @@ from .sampling import Generated, generate_batch
 QUESTION_MAX_TOKENS = 24
 _QUESTION = re.compile(r"^[A-Z][^\n?]{8,120}\?$")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# The same words found in text as written, for their positions (lowercasing can
+# change lengths: "İ" -> "i̇", shifting every later span).
+_WORD_ANY_CASE = re.compile(_WORD.pattern, re.IGNORECASE)
 # Words that carry no fact: an answer does not count as grounded for using them.
 STOPWORDS = frozenset("""
 a an the and or but so of to in on at by for with from as is are was were be been being
@@ -195,21 +198,19 @@ def through_sentence_stating(io: ModelIO, answer: Generated, words: set[str]) ->
 
 
 def fact_token_weights(io: ModelIO, example: Example, weight: float) -> np.ndarray:
-    """One weight per answer id (end token included): `weight` for the tokens that
-    spell a word the answer brings from the episode (grounding_words: "Tomasz",
-    "Jazz"), 1 for the rest. A fact is a token or two of a 32-token answer whose other
-    tokens are phrasing and invention; weighting them puts the night's learning where
-    the fact is. Scaled to average 1 over the answer, so an answer pulls no harder on
-    the expert than before, and the anchors in the same batch keep their share."""
+    """One weight per answer id (end token included): the tokens that spell a word
+    the answer brings from the episode (grounding_words: "Tomasz", "Jazz") weigh
+    `weight` times the rest, the whole averaging 1, so an answer pulls no harder on
+    the expert than before and the anchors in the same batch keep their share. A
+    fact is a token or two of a 32-token answer whose other tokens are phrasing and
+    invention; weighting them puts the night's learning where the fact is."""
     ids = example.answer.answer_ids
     out = np.ones(len(ids), dtype=np.float32)
     if weight == 1 or example.kind == "anchor" or not example.statement:
         return out
     text = io.decode(example.answer.tokens)
     words = grounding_words(text, example.statement, example.question)
-    # Matched on the text itself, not its lowercase: lowercasing can change lengths
-    # ("İ" -> "i̇") and would shift every later span off the tokens.
-    spans = [m.span() for m in re.finditer(_WORD.pattern, text, re.IGNORECASE)
+    spans = [m.span() for m in _WORD_ANY_CASE.finditer(text)
              if m.group().lower().partition("'")[0] in words]
     start = 0
     for n in range(len(example.answer.tokens)):
