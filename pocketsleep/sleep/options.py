@@ -62,6 +62,12 @@ class SleepOptions:
     # 25 nights against 2 and today's recall fell 0.26 -> 0.24, general 5.4 -> 5.0/6.
     answer_retries: int = 0
     retry_temperature: float = 1.0
+    # Words every teacher answer to a statement question is made to begin with, as
+    # targets the student learns one-hot ("" = the teacher's own start). Trained
+    # students mostly miss a fact by hedging ("I'm sorry for any misunderstanding,
+    # but as a personal assistant..."), as the teacher's own answers often begin;
+    # a fixed start ("You told me") cues the fact instead.
+    answer_start: str = ""
     # Generic prompts (answered by the model *without* the episode) that anchor old
     # behaviour.
     anchors: int = 16

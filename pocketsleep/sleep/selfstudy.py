@@ -27,6 +27,8 @@ from .options import SleepOptions
 from .sampling import Generated, generate_batch
 
 QUESTION_MAX_TOKENS = 24
+# Log-probability of the tokens a forced answer start rules out (objective.NEG's value).
+IMPOSSIBLE = -1e9
 _QUESTION = re.compile(r"^[A-Z][^\n?]{8,120}\?$")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # The same words found in text as written, for their positions (lowercasing can
@@ -239,11 +241,29 @@ class Teacher:
         self.options = options
 
     def answer_many(self, conversations: list[list[dict]], temperatures: list[float],
-                    seed: int) -> list[Generated]:
-        ids = [self.io.chat_ids(m) for m in conversations]
-        return generate_batch(self.io.model, ids, self.io.eos_ids,
-                              self.options.max_answer_tokens, temperatures,
-                              top_k=self.options.top_k, seed=seed)
+                    seed: int, starts: Sequence[list[int]] | None = None) -> list[Generated]:
+        """`starts[i]`: tokens answer i is made to begin with (none: the teacher's own
+        start); they are part of the answer, as targets the teacher is sure of."""
+        starts = starts or [[] for _ in conversations]
+        ids = [self.io.chat_ids(m) + list(s) for m, s in zip(conversations, starts)]
+        answers = generate_batch(self.io.model, ids, self.io.eos_ids,
+                                 self.options.max_answer_tokens, temperatures,
+                                 top_k=self.options.top_k, seed=seed)
+        return [begun_with(s, a) for s, a in zip(starts, answers)]
+
+
+def begun_with(start: list[int], answer: Generated) -> Generated:
+    """`answer`, generated after `start`, with `start` in front: one-hot targets for
+    the start's tokens (the student is to say them), the teacher's top-k after."""
+    if not start:
+        return answer
+    k = answer.topk_ids.shape[1]
+    ids = np.array([[t] + [i for i in range(k) if i != t][:k - 1] for t in start], np.int32)
+    lps = np.full((len(start), k), IMPOSSIBLE, np.float32)
+    lps[:, 0] = 0.0
+    return Generated(list(start) + answer.tokens, answer.end_token,
+                     np.concatenate([ids, answer.topk_ids]),
+                     np.concatenate([lps, answer.topk_logprobs]))
 
 
 def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptions,
@@ -321,7 +341,7 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
             meta.append(("recall", q, source))
 
     progress("teacher answers", 0, 1)
-    answers = teacher.answer_many(asked, temps, seed)
+    answers = teacher.answer_many(asked, temps, seed, answer_starts(io, options, meta))
     examples = usable_examples(io, options, meta, asked, answers)
     examples += retried_examples(io, teacher, options, exchanges, written, examples, seed)
     return examples
@@ -363,8 +383,18 @@ def retried_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
                 meta.append(("statement", q, x.statement))
     if not asked:
         return []
-    answers = teacher.answer_many(asked, temps, seed + 1)
+    answers = teacher.answer_many(asked, temps, seed + 1, answer_starts(io, options, meta))
     return usable_examples(io, options, meta, asked, answers)
+
+
+def answer_starts(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str, str]]
+                  ) -> list[list[int]] | None:
+    """The tokens each statement question's answer begins with
+    (SleepOptions.answer_start); None when there are none."""
+    if not options.answer_start:
+        return None
+    start = io.text_ids(options.answer_start)
+    return [start if kind == "statement" else [] for kind, _, _ in meta]
 
 
 def anchor_examples(io: ModelIO, options: SleepOptions, rng: random.Random,

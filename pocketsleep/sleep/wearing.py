@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Sequence
 
 from ..backends import mlx_lora
 from ..backends.mlx_lora import ExpertStack, without_trainable_expert
@@ -86,7 +87,7 @@ class WearingTeacher(Teacher):
             yield self.student_io
 
     def answer_many(self, conversations: list[list[dict]], temperatures: list[float],
-                    seed: int) -> list[Generated]:
+                    seed: int, starts: Sequence[list[int]] | None = None) -> list[Generated]:
         with self.wearing():
             return Teacher(self.student_io, self.options).answer_many(
-                conversations, temperatures, seed)
+                conversations, temperatures, seed, starts)
