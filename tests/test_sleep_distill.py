@@ -234,3 +234,35 @@ def test_earlier_probes_become_anchors_scored_by_the_pre_sleep_model(setup):
     assert np.allclose(np.sort(a.answer.topk_logprobs, -1),
                        np.sort(np.take_along_axis(lp, best, -1), -1), atol=1e-5)
     assert earlier_anchors(io, earlier, FAST.but(earlier_anchors=0)) == []
+
+
+def test_a_forced_answer_start_is_taught_to_the_closed_book_student(setup):
+    """SleepOptions.answer_start: the teacher answers after the forced words, and the
+    student, trained on those answers, begins its own closed-book answer with them."""
+    from pocketsleep import prompts
+    from pocketsleep.sleep.sampling import generate, generate_batch
+    from pocketsleep.sleep.selfstudy import Example
+
+    io, teacher, _ = setup
+    question = "Where does my sister live?"
+    view = prompts.teacher_view(DAY[0], question)
+    start = io.text_ids("You told me")
+    [answer] = teacher.answer_many([view], [0.0], seed=0, starts=[start])
+    # The teacher's own words after the start, its top-k kept; the start one-hot.
+    [after] = generate_batch(io.model, [io.chat_ids(view) + start], io.eos_ids,
+                             FAST.max_answer_tokens, [0.0], top_k=FAST.top_k)
+    assert answer.tokens == start + after.tokens
+    assert (answer.topk_ids[len(start):] == after.topk_ids).all()
+    assert (answer.topk_ids[:len(start), 0] == start).all()
+    assert (answer.topk_logprobs[:len(start), 0] == 0).all()
+
+    def says() -> list[int]:
+        prompt = io.chat_ids(prompts.closed_book(question))
+        return generate(io.model, prompt, io.eos_ids, len(start)).tokens
+
+    assert says() != start  # a random model does not say it of itself
+    options = FAST.but(steps=40, learning_rate=3e-3, on_policy=False, lti=False,
+                       anchor_share=0)
+    distill(io, teacher, [Example("statement", question, view, answer, DAY[0][0]["content"])],
+            options)
+    assert says() == start

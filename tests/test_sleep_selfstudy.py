@@ -373,3 +373,26 @@ def test_fact_token_weights_follow_words_split_across_tokens_and_case_changes():
                       "I run with my neighbour Tomasz on Saturdays.")
     weights = fact_token_weights(io, example, 2.0)
     assert (weights / weights.min()).tolist() == pytest.approx([1, 1, 1, 1, 1, 2, 2, 1])
+
+
+def test_a_forced_start_goes_before_statement_answers_only_as_distinct_one_hot_targets():
+    from pocketsleep.sleep.selfstudy import answer_starts, begun_with
+
+    io = ScriptedWriter([])
+    io.text_ids = lambda text: [7, 3] if text == "You told me" else []
+    meta = [("statement", "Who do I run with?", "I run with Tomasz."),
+            ("recall", "What did I tell you recently?", "I run with Tomasz.")]
+    assert answer_starts(io, SleepOptions(answer_start="You told me"), meta) == [[7, 3], []]
+    assert answer_starts(io, SleepOptions(), meta) is None  # off: the teacher's own start
+    answer = Generated([5], 9, np.array([[5, 1, 2], [9, 4, 6]], np.int32),
+                       np.array([[-0.1, -2.5, -3], [-0.2, -2, -4]], np.float32))
+    begun = begun_with([7, 3], answer)
+    assert begun.answer_ids == [7, 3, 5, 9]
+    # Each start token is certain, the others in its row impossible and all distinct
+    # (the objective sums the student's mass over a row); the teacher's rows follow.
+    assert [row[0] for row in begun.topk_ids[:2]] == [7, 3]
+    assert all(len(set(row)) == 3 for row in begun.topk_ids)
+    assert (begun.topk_logprobs[:2, 0] == 0).all() and (begun.topk_logprobs[:2, 1:] < -1e8).all()
+    assert (begun.topk_ids[2:] == answer.topk_ids).all()
+    assert (begun.topk_logprobs[2:] == answer.topk_logprobs).all()
+    assert begun_with([], answer) is answer
