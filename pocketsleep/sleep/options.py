@@ -63,10 +63,13 @@ class SleepOptions:
     answer_retries: int = 0
     retry_temperature: float = 1.0
     # Words every teacher answer to a statement question is made to begin with, as
-    # targets the student learns one-hot ("" = the teacher's own start). Trained
-    # students mostly miss a fact by hedging ("I'm sorry for any misunderstanding,
-    # but as a personal assistant..."), as the teacher's own answers often begin;
-    # a fixed start ("You told me") cues the fact instead.
+    # targets the student learns one-hot ("" = the teacher's own start), in place of
+    # the hedges many teacher answers begin with ("I'm so sorry for any
+    # misunderstanding..."). Off: with "You told me", on dev-week seeds 0 and 1
+    # (bench/RESULTS.md, fourteenth round), the end of the week recalled more (3 -> 4,
+    # 4 -> 5 of 15) but today's recall fell (0.32 -> 0.28, 0.22), general probes 6/6
+    # -> 4/6 and the gate rejected 3 of 10 nights: the start spreads to general
+    # questions ("You told me a week is 7 days") and other days' facts follow it.
     answer_start: str = ""
     # Generic prompts (answered by the model *without* the episode) that anchor old
     # behaviour.

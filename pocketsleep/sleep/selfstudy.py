@@ -24,11 +24,10 @@ import numpy as np
 from .. import control_tokens, prompts
 from .episode import Episode, Exchange
 from .options import SleepOptions
+from .objective import NEG
 from .sampling import Generated, generate_batch
 
 QUESTION_MAX_TOKENS = 24
-# Log-probability of the tokens a forced answer start rules out (objective.NEG's value).
-IMPOSSIBLE = -1e9
 _QUESTION = re.compile(r"^[A-Z][^\n?]{8,120}\?$")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # The same words found in text as written, for their positions (lowercasing can
@@ -259,7 +258,7 @@ def begun_with(start: list[int], answer: Generated) -> Generated:
         return answer
     k = answer.topk_ids.shape[1]
     ids = np.array([[t] + [i for i in range(k) if i != t][:k - 1] for t in start], np.int32)
-    lps = np.full((len(start), k), IMPOSSIBLE, np.float32)
+    lps = np.full((len(start), k), NEG, np.float32)  # the others: impossible
     lps[:, 0] = 0.0
     return Generated(list(start) + answer.tokens, answer.end_token,
                      np.concatenate([ids, answer.topk_ids]),
