@@ -31,6 +31,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sleep_lab import DEFAULT_SUITE, parse_sets  # noqa: E402
 
 
+def fresh_student(folder: Path, options: SleepOptions):
+    """The embedded model on MLX (a fresh home in `folder`, no earlier experts),
+    wearing tonight's zero expert: (ModelIO, Teacher) as a night starts."""
+    from pocketsleep.backends import mlx_lora
+    from pocketsleep.backends.mlx_engine import MlxEngine
+    from pocketsleep.models import resolve_model
+    from pocketsleep.sleep.selfstudy import ModelIO, Teacher
+
+    paths = Paths(folder).ensure()
+    engine = MlxEngine.load(resolve_model(Config().model, paths), paths)
+    mlx_lora.add_trainable_expert(engine.model, options.num_layers, list(options.keys),
+                                  options.rank, options.scale, seed=options.seed)
+    io = ModelIO(engine.model, engine.tokenizer)
+    return io, Teacher(io, options)
+
+
+def day_episode(day) -> Episode:
+    """A suite day's conversations as one night's episode."""
+    return Episode(tuple(range(len(day.conversations))),
+                   tuple(tuple(c) for c in day.conversations),
+                   (day.date,) * len(day.conversations))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", type=Path, default=DEFAULT_SUITE)
@@ -42,25 +65,14 @@ def main() -> None:
     options = SleepOptions().but(**parse_sets(args.sets))
     suite = load_suite(args.suite).first(args.days)
 
-    from pocketsleep.backends import mlx_lora
-    from pocketsleep.backends.mlx_engine import MlxEngine
-    from pocketsleep.models import resolve_model
-    from pocketsleep.sleep.selfstudy import ModelIO, Teacher, build_examples
+    from pocketsleep.sleep.selfstudy import build_examples
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = Paths(Path(tmp)).ensure()
-        engine = MlxEngine.load(resolve_model(Config().model, paths), paths)
-        mlx_lora.add_trainable_expert(engine.model, options.num_layers, list(options.keys),
-                                      options.rank, options.scale, seed=options.seed)
-        io = ModelIO(engine.model, engine.tokenizer)
-        teacher = Teacher(io, options)
+        io, teacher = fresh_student(Path(tmp), options)
         covered = held_covered = total = 0
         for n, day in enumerate(suite.days, 1):
-            episode = Episode(tuple(range(len(day.conversations))),
-                              tuple(tuple(c) for c in day.conversations),
-                              (day.date,) * len(day.conversations))
             started = time.perf_counter()
-            train, held = build_examples(io, teacher, episode, options)
+            train, held = build_examples(io, teacher, day_episode(day), options)
             seconds = time.perf_counter() - started
             learn = [e for e in train if e.kind != "anchor"]
             texts = {id(e): io.decode(e.answer.tokens) for e in learn + held}

@@ -21,13 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pocketsleep import prompts  # noqa: E402
-from pocketsleep.config import Config, Paths  # noqa: E402
 from pocketsleep.eval.scoring import mentions  # noqa: E402
 from pocketsleep.eval.suite import load_suite  # noqa: E402
-from pocketsleep.sleep.episode import Episode  # noqa: E402
 from pocketsleep.sleep.options import SleepOptions  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from selfstudy_coverage import day_episode, fresh_student  # noqa: E402
 from sleep_lab import DEFAULT_SUITE, parse_sets  # noqa: E402
 
 ANSWER_TOKENS = 40
@@ -46,24 +45,13 @@ def main() -> None:
         sys.exit(f"student_answers: --day must be 1 to {len(suite.days)}")
     day = suite.days[args.day - 1]
 
-    from pocketsleep.backends import mlx_lora
-    from pocketsleep.backends.mlx_engine import MlxEngine
-    from pocketsleep.models import resolve_model
     from pocketsleep.sleep.distill import distill
     from pocketsleep.sleep.sampling import generate
-    from pocketsleep.sleep.selfstudy import ModelIO, Teacher, build_examples
+    from pocketsleep.sleep.selfstudy import build_examples
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = Paths(Path(tmp)).ensure()
-        engine = MlxEngine.load(resolve_model(Config().model, paths), paths)
-        mlx_lora.add_trainable_expert(engine.model, options.num_layers, list(options.keys),
-                                      options.rank, options.scale, seed=options.seed)
-        io = ModelIO(engine.model, engine.tokenizer)
-        teacher = Teacher(io, options)
-        episode = Episode(tuple(range(len(day.conversations))),
-                          tuple(tuple(c) for c in day.conversations),
-                          (day.date,) * len(day.conversations))
-        train, _ = build_examples(io, teacher, episode, options)
+        io, teacher = fresh_student(Path(tmp), options)
+        train, _ = build_examples(io, teacher, day_episode(day), options)
         learn = [e for e in train if e.kind != "anchor"]
 
         def says(question: str) -> str:

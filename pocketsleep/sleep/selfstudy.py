@@ -23,8 +23,8 @@ import numpy as np
 
 from .. import control_tokens, prompts
 from .episode import Episode, Exchange
-from .options import SleepOptions
 from .objective import NEG
+from .options import SleepOptions
 from .sampling import Generated, generate_batch
 
 QUESTION_MAX_TOKENS = 24
