@@ -95,6 +95,33 @@ Questions: Who do I play chess with? When do I play chess? Where does my uncle l
 Statement: {statement}
 Questions:"""
 
+# Few-shot, raw completion: a question the user may ask later, in other words than
+# the written one. The student learns the questions it is trained on and misses the
+# same fact asked otherwise (dev-week day 4: "What is my new address?" answered with
+# Clover Street, "What street will I live on?" not), so each written question is also
+# trained under rewordings, the teacher's answers to it re-scored for them. The
+# examples ask for the answer's kind (a floor, a shop, an age, a language) rather than
+# repeating the question's noun. Used when SleepOptions.question_rewordings > 0.
+QUESTION_REWORDER = """Statement: My brother Tom works at a bakery in Lyon.
+Question: Where does my brother work?
+Other words: What kind of shop does Tom work in?
+
+Statement: Our new flat is on the fourth floor, near the river.
+Question: Where is our new flat?
+Other words: Which floor do we live on now?
+
+Statement: My grandmother Rosa turned ninety in March.
+Question: How old is my grandmother?
+Other words: What age did Rosa reach this spring?
+
+Statement: I'm learning Portuguese for my trip to Brazil.
+Question: What am I learning?
+Other words: Which language do I study?
+
+Statement: {statement}
+Question: {question}
+Other words:"""
+
 # Recall requests that do not depend on one statement.
 RECALL_PROMPTS = (
     "What do you remember about me?",

@@ -396,3 +396,60 @@ def test_a_forced_start_goes_before_statement_answers_only_as_distinct_one_hot_t
     assert (begun.topk_ids[2:] == answer.topk_ids).all()
     assert (begun.topk_logprobs[2:] == answer.topk_logprobs).all()
     assert begun_with([], answer) is answer
+
+
+def test_rewordings_train_each_question_again_in_new_words_with_rescored_answers(monkeypatch):
+    from pocketsleep.sleep import selfstudy
+
+    street, job = "My new address will be on Clover Street.", "I got a new job in Leeds."
+    view = [{"role": "user", "content": street}, {"role": "assistant", "content": "Great!"}]
+
+    def asked(question, statement, tokens):
+        answer = Generated(tokens, 9, np.zeros((len(tokens) + 1, 2), np.int32),
+                           np.zeros((len(tokens) + 1, 2), np.float32))
+        return Example("statement", question, [*view, {"role": "user", "content": question}],
+                       answer, statement)
+
+    train = [asked("What is my new address?", street, [1]),
+             asked("What is my new address?", street, [2, 3]),
+             asked("Where do I work?", job, [4]),
+             example("anchor", "What is the capital of Italy?")]
+    heldout = [asked("Where will I live?", street, [5])]
+    io = ScriptedWriter([
+        "What street will I live on?", "Where will I live?", "Which road is my home on?",
+        " Where is my job?", "What street will I live on?", "What is the capital of Italy?"])
+    seen = {}
+
+    def fake_generate(model, prompts_, stop, max_tokens, temps, top_k, seed):
+        seen.update(temps=temps, prompts=[io.prompts[p[0]] for p in prompts_])
+        return [Generated([text], None, None, None) for text in io.completions]
+
+    scored = []
+
+    def fake_forced(io_, messages, answer, top_k):
+        scored.append((messages, answer))
+        return Generated(list(answer), None, np.full((len(answer), top_k), 7, np.int32),
+                         np.full((len(answer), top_k), -1.0, np.float32))
+
+    monkeypatch.setattr(selfstudy, "generate_batch", fake_generate)
+    monkeypatch.setattr(selfstudy, "forced_answer", fake_forced)
+    out = selfstudy.reworded_examples(io, train, heldout, SleepOptions(question_rewordings=2), 0)
+    # Two rewordings of each statement question, greedy then sampled, from the
+    # statement and the question; a held-out question, a rewording found already and
+    # a question not about the user are never kept.
+    assert seen["temps"] == [0.0, 0.8, 0.8] * 2
+    assert all(street in p and "What is my new address?" in p for p in seen["prompts"][:3])
+    assert [e.question for e in out] == ["What street will I live on?",
+                                         "Which road is my home on?", "Where is my job?"]
+    # Each rewording takes its question's answers in turn, with the end token, the
+    # targets re-scored by the teacher with the rewording in the question's place.
+    assert [e.answer.tokens for e in out] == [[1], [2, 3], [4]]
+    assert [e.answer.end_token for e in out] == [9, 9, 9]
+    assert [answer for _, answer in scored] == [[1, 9], [2, 3, 9], [4, 9]]
+    assert [m for m, _ in scored] == [e.teacher_messages for e in out]
+    assert out[0].teacher_messages == [*view, {"role": "user", "content": "What street will I live on?"}]
+    assert all((e.answer.topk_ids == 7).all() and e.kind == "statement" for e in out)
+    assert [e.statement for e in out] == [street, street, job]
+    assert out[0].student_messages == prompts.closed_book("What street will I live on?")
+    # Off by default: nothing written, nothing scored.
+    assert selfstudy.reworded_examples(io, train, heldout, SleepOptions(), 0) == []

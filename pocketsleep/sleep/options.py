@@ -42,6 +42,12 @@ class SleepOptions:
     # three nights, general probes 3/6: RESULTS, ninth round.)
     question_lists: int = 0
     max_questions_per_statement: int = 8
+    # Each training statement question asked again in up to this many other words
+    # (prompts.QUESTION_REWORDER, greedy then sampled; selfstudy.reworded_examples),
+    # each answered with one of the question's teacher answers re-scored by the
+    # teacher for the new words: the student fits the questions it trains on and
+    # misses the same fact asked otherwise. 0 = off.
+    question_rewordings: int = 0
     # Teacher answers to statement questions cut after the sentence that states
     # something from the statement (what a 135M teacher says next is mostly
     # invented). Off: with it the same night lost two quiz answers and was rejected.

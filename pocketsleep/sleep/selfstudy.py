@@ -132,26 +132,25 @@ def usable_question(question: str, kept: list[str]) -> bool:
                 and question not in kept)
 
 
-def completions(io: ModelIO, template: str, statements: list[str], per_statement: int,
-                max_tokens: int, seed: int) -> list[list[str]]:
-    """`per_statement` one-line completions of `template` for each statement (the
-    first greedy, the rest sampled), all decoded in one batch, grouped by statement."""
+def completions(io: ModelIO, texts: list[str], per_text: int, max_tokens: int,
+                seed: int) -> list[list[str]]:
+    """`per_text` one-line completions of each of `texts` (the first greedy, the rest
+    sampled), all decoded in one batch, grouped by text."""
     newline = set(io.text_ids("\n"))
-    prompts_ = [io.text_ids(template.format(statement=s))
-                for s in statements for _ in range(per_statement)]
-    temps = [0.0 if i % per_statement == 0 else 0.8 for i in range(len(prompts_))]
+    prompts_ = [io.text_ids(t) for t in texts for _ in range(per_text)]
+    temps = [0.0 if i % per_text == 0 else 0.8 for i in range(len(prompts_))]
     outs = generate_batch(io.model, prompts_, io.eos_ids | newline, max_tokens,
                           temps, top_k=1, seed=seed) if prompts_ else []
-    texts = [io.decode(out.tokens) for out in outs]
-    return [texts[i * per_statement:(i + 1) * per_statement] for i in range(len(statements))]
+    out = [io.decode(o.tokens) for o in outs]
+    return [out[i * per_text:(i + 1) * per_text] for i in range(len(texts))]
 
 
 def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> list[list[str]]:
     """Up to `n` distinct questions about each statement (prompts.QUESTION_WRITER)."""
     tries = n + 2  # spare tries for duplicates and junk
     found: list[list[str]] = []
-    for texts in completions(io, prompts.QUESTION_WRITER, statements, tries,
-                             QUESTION_MAX_TOKENS, seed):
+    for texts in completions(io, [prompts.QUESTION_WRITER.format(statement=s)
+                                  for s in statements], tries, QUESTION_MAX_TOKENS, seed):
         mine: list[str] = []
         for question in (t.strip() for t in texts):
             if usable_question(question, mine) and len(mine) < n:
@@ -169,14 +168,67 @@ def write_question_lists(io: ModelIO, statements: list[str], n: int,
     """For each statement, the questions of `n` list completions
     (prompts.QUESTION_LIST_WRITER), split, each usable one once."""
     found: list[list[str]] = []
-    for texts in completions(io, prompts.QUESTION_LIST_WRITER, statements, n,
-                             LIST_MAX_TOKENS, seed):
+    for texts in completions(io, [prompts.QUESTION_LIST_WRITER.format(statement=s)
+                                  for s in statements], n, LIST_MAX_TOKENS, seed):
         mine: list[str] = []
         for question in (q.strip() for t in texts for q in _LIST_ITEM.findall(t)):
             if usable_question(question, mine):
                 mine.append(question)
         found.append(mine)
     return found
+
+
+def write_rewordings(io: ModelIO, asked: list[tuple[str, str]], n: int, taken: set[str],
+                     seed: int) -> list[list[str]]:
+    """Up to `n` other wordings (prompts.QUESTION_REWORDER) of each (statement,
+    question) in `asked`: usable questions, none in `taken` and each found once."""
+    texts = [prompts.QUESTION_REWORDER.format(statement=s, question=q) for s, q in asked]
+    taken = set(taken)
+    found: list[list[str]] = []
+    for outs in completions(io, texts, n + 1, QUESTION_MAX_TOKENS, seed):
+        mine: list[str] = []
+        for question in (t.strip() for t in outs):
+            if usable_question(question, mine) and question not in taken and len(mine) < n:
+                mine.append(question)
+                taken.add(question)
+        found.append(mine)
+    return found
+
+
+def reworded_examples(io: ModelIO, train: list[Example], heldout: list[Example],
+                      options: SleepOptions, seed: int,
+                      progress: Callable[[str, int, int], None] = lambda *a: None
+                      ) -> list[Example]:
+    """The training statement questions again in other words, each rewording with
+    one of its question's teacher answers (in turn), re-scored by the teacher with
+    the rewording in place of the question. Rewordings that are any question already
+    asked, held-out ones included, are left out: the gate's held-out questions must
+    stay unseen."""
+    if options.question_rewordings <= 0:
+        return []
+    progress("rewording questions", 0, 1)
+    answers: dict[tuple[str, str], list[Example]] = {}
+    for e in train:
+        if e.kind == "statement" and e.statement:
+            answers.setdefault((e.statement, e.question), []).append(e)
+    taken = {e.question for e in train + heldout}
+    asked = list(answers)
+    out = []
+    for key, words in zip(asked, write_rewordings(io, asked, options.question_rewordings,
+                                                  taken, seed)):
+        for i, question in enumerate(words):
+            e = answers[key][i % len(answers[key])]
+            messages = e.teacher_messages[:-1] + [{"role": "user", "content": question}]
+            out.append(Example("statement", question, messages,
+                               rescored(io, messages, e.answer, options.top_k), e.statement))
+    return out
+
+
+def rescored(io: ModelIO, messages: list[dict], answer: Generated, top_k: int) -> Generated:
+    """`answer` (its end token too) with the pre-sleep model's top-k targets as the
+    reply to `messages`."""
+    scored = forced_answer(io, messages, answer.answer_ids, top_k)
+    return Generated(answer.tokens, answer.end_token, scored.topk_ids, scored.topk_logprobs)
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"')]*$")
@@ -305,6 +357,7 @@ def study(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptio
             break
     examples += anchor_examples(io, options, rng, progress)
     train, heldout = split_heldout(examples, options, rng)
+    train += reworded_examples(io, train, heldout, options, options.seed, progress)
     return episode.part(0, studied), train + earlier_anchors(io, earlier, options), heldout
 
 
