@@ -99,8 +99,8 @@ def test_the_switch_turns_experts_off_and_on_exactly(paths, config, three_nights
     from pocketsleep.backends import mlx_lora
     from pocketsleep.backends.mlx_engine import MlxEngine
     from pocketsleep.models import resolve_model
-    from pocketsleep.sleep.selfstudy import ModelIO, teacher_logprobs
-    from pocketsleep.sleep.wearing import ExpertSwitch, WearingTeacher
+    from pocketsleep.sleep.selfstudy import ModelIO, Teacher, teacher_logprobs
+    from pocketsleep.sleep.wearing import BareTeacher, ExpertSwitch, WearingTeacher
 
     folders = sorted(paths.experts.iterdir())[:2]
     engine = MlxEngine.load(resolve_model(config.model, paths), paths)
@@ -136,6 +136,21 @@ def test_the_switch_turns_experts_off_and_on_exactly(paths, config, three_nights
                                         prompts.closed_book("Where is my pet?"), sample)
     np.testing.assert_allclose(lp, expected, atol=1e-5)
     np.testing.assert_array_equal(logits(), first)
+
+    # A night's bare teacher is the other way round: the student wears the earlier
+    # experts, the teacher scores and answers without them, and they stay on.
+    switch.set(True)
+    bare = BareTeacher(io, switch, CONSOLIDATE)
+    question = prompts.closed_book("Where is my pet?")
+    with mlx_lora.without_trainable_expert(engine.model):
+        lp = teacher_logprobs(bare, question, sample)
+        with switch.off():
+            expected = teacher_logprobs(type("T", (), {"io": io})(), question, sample)
+            [greedy] = Teacher(io, CONSOLIDATE).answer_many([question], [0.0], seed=0)
+    np.testing.assert_allclose(lp, expected, atol=1e-5)
+    assert bare.answer_many([question], [0.0], seed=0)[0].tokens == greedy.tokens
+    with mlx_lora.without_trainable_expert(engine.model):
+        np.testing.assert_array_equal(logits(), both)
 
 
 def test_nightly_experts_become_one_weekly_expert(paths, config, three_nights, journal):

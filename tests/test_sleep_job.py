@@ -442,3 +442,37 @@ def test_the_second_night_wears_the_first_expert_and_adds_its_own(
     assert (paths.experts / "night-0001" / "adapters.safetensors").read_bytes() == first_weights
     assert len(journal.active_probes()) > len(first_probes)
     assert set(statuses(journal).values()) == {"consolidated"}
+
+
+def test_a_bare_teacher_reads_the_day_without_the_earlier_experts(
+        paths, journal, config, monkeypatch):
+    import mlx.core as mx
+    import numpy as np
+
+    from pocketsleep.backends.mlx_engine import MlxEngine
+    from pocketsleep.models import resolve_model
+    from pocketsleep.sleep import selfstudy
+    from pocketsleep.sleep.wearing import BareTeacher
+
+    learnable_self_study(monkeypatch)
+    log_day(journal)
+    assert run_sleep(paths, config, FAST.but(learning_rate=1e-2)).status == "succeeded"
+    seen = {}
+    real_study = selfstudy.study
+
+    def study(io, teacher, *args, **kwargs):
+        ids = mx.array(io.chat_ids([{"role": "user", "content": "Where is my dog?"}]))[None]
+        seen.update(teacher=teacher, ids=ids, by_teacher=np.array(teacher.io.model(ids)),
+                    by_student=np.array(io.model(ids)))
+        return real_study(io, teacher, *args, **kwargs)
+
+    monkeypatch.setattr(selfstudy, "study", study)
+    log_day(journal, [[{"role": "user", "content": "I started learning the cello."}]])
+    night = run_sleep(paths, config, FAST.but(teacher_wears_experts=False))
+
+    assert night.status == "succeeded"
+    assert isinstance(seen["teacher"], BareTeacher)
+    base = MlxEngine.load(resolve_model(config.model, paths), paths).model
+    np.testing.assert_allclose(seen["by_teacher"], np.array(base(seen["ids"])), atol=1e-5)
+    # The student wore night 1's expert all the while.
+    assert np.abs(seen["by_student"] - seen["by_teacher"]).max() > 1e-3

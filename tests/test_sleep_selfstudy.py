@@ -426,14 +426,17 @@ def test_rewordings_train_each_question_again_in_new_words_with_rescored_answers
 
     scored = []
 
-    def fake_forced(io_, messages, answer, top_k):
+    def fake_forced(io_, messages, answer, top_k, teacher_):
+        assert teacher_ is teacher
         scored.append((messages, answer))
         return Generated(list(answer), None, np.full((len(answer), top_k), 7, np.int32),
                          np.full((len(answer), top_k), -1.0, np.float32))
 
     monkeypatch.setattr(selfstudy, "generate_batch", fake_generate)
     monkeypatch.setattr(selfstudy, "forced_answer", fake_forced)
-    out = selfstudy.reworded_examples(io, train, heldout, SleepOptions(question_rewordings=2), 0)
+    teacher = object()
+    out = selfstudy.reworded_examples(io, teacher, train, heldout,
+                                      SleepOptions(question_rewordings=2), 0)
     # Two rewordings of each statement question, greedy then sampled, from the
     # statement and the question; a held-out question, a rewording found already and
     # a question not about the user are never kept.
@@ -452,4 +455,4 @@ def test_rewordings_train_each_question_again_in_new_words_with_rescored_answers
     assert [e.statement for e in out] == [street, street, job]
     assert out[0].student_messages == prompts.closed_book("What street will I live on?")
     # Off by default: nothing written, nothing scored.
-    assert selfstudy.reworded_examples(io, train, heldout, SleepOptions(), 0) == []
+    assert selfstudy.reworded_examples(io, teacher, train, heldout, SleepOptions(), 0) == []

@@ -21,11 +21,10 @@ from typing import Callable
 
 
 from .. import prompts
-from ..backends.mlx_lora import without_trainable_expert
 from . import selfstudy
 from .episode import Episode
 from .options import SleepOptions
-from .sampling import Generated, generate_batch
+from .sampling import generate_batch
 from .selfstudy import Example
 from .wearing import WearingTeacher
 
@@ -66,20 +65,12 @@ def build(teacher: WearingTeacher, episode: Episode, kept: list[tuple[str, str]]
                                  selfstudy.usable_answer(io.decode(a.tokens), s, q))]
     probes = [e for e in examples if e.kind == "probe"]
     probes += [Example("probe", q, prompts.closed_book(q),
-                       teacher_forced(teacher, prompts.closed_book(q), io.text_ids(a),
-                                      options.top_k))
+                       selfstudy.forced_answer(io, prompts.closed_book(q), io.text_ids(a),
+                                               options.top_k, teacher))
                for q, a in kept if io.text_ids(a)]
     examples = [e for e in examples if e.kind != "probe"] + anchors(teacher, options)
     train, heldout = selfstudy.split_heldout(examples, options, random.Random(options.seed))
     return train + probes, heldout
-
-
-def teacher_forced(teacher: WearingTeacher, messages: list[dict], answer: list[int],
-                   top_k: int) -> Generated:
-    """`answer` as the teacher would score it: its top-k distribution at each token."""
-    with without_trainable_expert(teacher.student_io.model):
-        lp = selfstudy.teacher_logprobs(teacher, messages, answer)
-    return selfstudy.top_k_answer(answer, lp, top_k)
 
 
 def anchors(teacher: WearingTeacher, options: SleepOptions) -> list[Example]:

@@ -112,11 +112,13 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     from .dreaming import dream
     from .selfstudy import ModelIO, Teacher, study
     from .transcript import episode_transcripts
+    from .wearing import BareTeacher, ExpertSwitch
 
     resolved = resolve_model(config.model, paths)
     engine = MlxEngine.load(resolved, paths)
+    earlier = ExpertSwitch()
     for row in basis.wear:  # the personal model as it is tonight
-        mlx_lora.attach(engine.model, paths.expert_folder(row["path"]))
+        earlier.attach(engine.model, paths.expert_folder(row["path"]))
     io = ModelIO(engine.model, engine.tokenizer)
     # Parameter expansion: tonight's expert, zero-initialised, the rest frozen.
     mlx_lora.add_trainable_expert(engine.model, options.num_layers, list(options.keys),
@@ -128,7 +130,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
         if basis.record is None:  # a rebuild relearns all its conversations or none
             study_until = started + SELF_STUDY_SHARE * (deadline - started)
     t = time.perf_counter()
-    teacher = Teacher(io, options)
+    teacher = (Teacher(io, options) if options.teacher_wears_experts
+               else BareTeacher(io, earlier, options))
     whole = episode
     episode, train, heldout = study(io, teacher, whole, options, progress, basis.earlier,
                                     study_until)

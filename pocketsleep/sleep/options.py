@@ -77,6 +77,12 @@ class SleepOptions:
     # -> 4/6 and the gate rejected 3 of 10 nights: the start spreads to general
     # questions ("You told me a week is 7 days") and other days' facts follow it.
     answer_start: str = ""
+    # The night's teacher wears the earlier nights' experts, as the paper's teacher is
+    # the personal model as it is tonight. False: it reads the day without them (the
+    # model as it was before any sleep; sleep/wearing.BareTeacher), in case what
+    # earlier nights taught spoils how it reads a new day; anchors and the gate still
+    # see the model as it is.
+    teacher_wears_experts: bool = True
     # Generic prompts (answered by the model *without* the episode) that anchor old
     # behaviour.
     anchors: int = 16

@@ -195,8 +195,8 @@ def write_rewordings(io: ModelIO, asked: list[tuple[str, str]], n: int, taken: s
     return found
 
 
-def reworded_examples(io: ModelIO, train: list[Example], heldout: list[Example],
-                      options: SleepOptions, seed: int,
+def reworded_examples(io: ModelIO, teacher: "Teacher", train: list[Example],
+                      heldout: list[Example], options: SleepOptions, seed: int,
                       progress: Callable[[str, int, int], None] = lambda *a: None
                       ) -> list[Example]:
     """The training statement questions again in other words, each rewording with
@@ -220,14 +220,15 @@ def reworded_examples(io: ModelIO, train: list[Example], heldout: list[Example],
             e = answers[key][i % len(answers[key])]
             messages = e.teacher_messages[:-1] + [{"role": "user", "content": question}]
             out.append(Example("statement", question, messages,
-                               rescored(io, messages, e.answer, options.top_k), e.statement))
+                               rescored(io, teacher, messages, e.answer, options.top_k), e.statement))
     return out
 
 
-def rescored(io: ModelIO, messages: list[dict], answer: Generated, top_k: int) -> Generated:
-    """`answer` (its end token too) with the pre-sleep model's top-k targets as the
-    reply to `messages`."""
-    scored = forced_answer(io, messages, answer.answer_ids, top_k)
+def rescored(io: ModelIO, teacher: "Teacher", messages: list[dict], answer: Generated,
+             top_k: int) -> Generated:
+    """`answer` (its end token too) with the teacher's top-k targets as the reply to
+    `messages`."""
+    scored = forced_answer(io, messages, answer.answer_ids, top_k, teacher)
     return Generated(answer.tokens, answer.end_token, scored.topk_ids, scored.topk_logprobs)
 
 
@@ -357,7 +358,7 @@ def study(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptio
             break
     examples += anchor_examples(io, options, rng, progress)
     train, heldout = split_heldout(examples, options, rng)
-    train += reworded_examples(io, train, heldout, options, options.seed, progress)
+    train += reworded_examples(io, teacher, train, heldout, options, options.seed, progress)
     return episode.part(0, studied), train + earlier_anchors(io, earlier, options), heldout
 
 
@@ -482,13 +483,15 @@ def earlier_anchors(io: ModelIO, earlier: Sequence[tuple[str, str]],
     return out
 
 
-def forced_answer(io: ModelIO, messages: list[dict], answer: list[int], top_k: int) -> Generated:
-    """`answer` as the pre-sleep model scores it (tonight's expert off): its top-k
-    distribution at each token, the shape of a teacher's answer."""
+def forced_answer(io: ModelIO, messages: list[dict], answer: list[int], top_k: int,
+                  teacher: "Teacher | None" = None) -> Generated:
+    """`answer` as the pre-sleep model scores it, or `teacher` where given (tonight's
+    expert off either way): its top-k distribution at each token, the shape of a
+    teacher's answer."""
     from ..backends.mlx_lora import without_trainable_expert
 
     with without_trainable_expert(io.model):
-        lp = np.array(answer_logprobs(io, messages, answer))
+        lp = np.array(answer_logprobs(teacher.io if teacher else io, messages, answer))
     return top_k_answer(answer, lp, top_k)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, ContextManager, Sequence
 
 from ..backends import mlx_lora
 from ..backends.mlx_lora import ExpertStack, without_trainable_expert
@@ -52,38 +52,47 @@ class ExpertSwitch:
         finally:
             self.set(False)
 
+    @contextmanager
+    def off(self):
+        """Switched off inside the block, on again after it."""
+        self.set(False)
+        try:
+            yield
+        finally:
+            self.set(True)
 
-class _Wearing:
-    """The model, called with the switched experts on (for `teacher_logprobs`,
-    which calls `teacher.io.model(...)`). MLX builds the computation when the
-    model is called, so the scales in force at the call are the ones used."""
 
-    def __init__(self, model, switch: ExpertSwitch):
-        self._model, self._switch = model, switch
+class _Switched:
+    """The model, called in a state of its experts (for `teacher_logprobs`, which
+    calls `teacher.io.model(...)`). MLX builds the computation when the model is
+    called, so the scales in force at the call are the ones used."""
+
+    def __init__(self, model, state: Callable[[], ContextManager]):
+        self._model, self._state = model, state
 
     def __call__(self, *args, **kwargs):
-        with self._switch.on():
+        with self._state():
             return self._model(*args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
 
-class WearingTeacher(Teacher):
-    """The personal model as it is now (the experts being consolidated on, the new
-    expert off), answering closed-book. `distill` uses it like a night's teacher:
-    `answer_many` for the off-policy targets, `teacher_logprobs(teacher, ...)` for
-    the on-policy ones."""
+class SwitchedTeacher(Teacher):
+    """The model in another state of its experts (`state`: a context in which they
+    are as the teacher has them), the new expert off. `distill` uses it like a
+    night's teacher: `answer_many` for the off-policy targets,
+    `teacher_logprobs(teacher, ...)` for the on-policy ones."""
 
-    def __init__(self, io: ModelIO, switch: ExpertSwitch, options: SleepOptions):
-        super().__init__(ModelIO(_Wearing(io.model, switch), io.tokenizer), options)
+    def __init__(self, io: ModelIO, state: Callable[[], ContextManager], options: SleepOptions):
+        super().__init__(ModelIO(_Switched(io.model, state), io.tokenizer), options)
         self.student_io = io
-        self.switch = switch
+        self._state = state
 
     @contextmanager
     def wearing(self):
         """The teacher's state on the real model, for code that takes the model itself."""
-        with self.switch.on(), without_trainable_expert(self.student_io.model):
+        with self._state(), without_trainable_expert(self.student_io.model):
             yield self.student_io
 
     def answer_many(self, conversations: list[list[dict]], temperatures: list[float],
@@ -91,3 +100,21 @@ class WearingTeacher(Teacher):
         with self.wearing():
             return Teacher(self.student_io, self.options).answer_many(
                 conversations, temperatures, seed, starts)
+
+
+class WearingTeacher(SwitchedTeacher):
+    """The personal model as it is now (the experts being consolidated on, the new
+    expert off), answering closed-book."""
+
+    def __init__(self, io: ModelIO, switch: ExpertSwitch, options: SleepOptions):
+        super().__init__(io, switch.on, options)
+        self.switch = switch
+
+
+class BareTeacher(SwitchedTeacher):
+    """A night's teacher without the earlier nights' experts: the model as it was
+    before any sleep, reading the day (SleepOptions.teacher_wears_experts off)."""
+
+    def __init__(self, io: ModelIO, switch: ExpertSwitch, options: SleepOptions):
+        super().__init__(io, switch.off, options)
+        self.switch = switch
