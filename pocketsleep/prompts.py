@@ -101,7 +101,8 @@ Questions:"""
 # Clover Street, "What street will I live on?" not), so each written question is also
 # trained under rewordings, the teacher's answers to it re-scored for them. The
 # examples ask for the answer's kind (a floor, a shop, an age, a language) rather than
-# repeating the question's noun. Used when SleepOptions.question_rewordings > 0.
+# repeating the question's noun. Used when SleepOptions.question_rewordings > 0 (off
+# by default: on dev-week no more recall right after a night, general probes lost).
 QUESTION_REWORDER = """Statement: My brother Tom works at a bakery in Lyon.
 Question: Where does my brother work?
 Other words: What kind of shop does Tom work in?

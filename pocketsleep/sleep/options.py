@@ -46,7 +46,11 @@ class SleepOptions:
     # (prompts.QUESTION_REWORDER, greedy then sampled; selfstudy.reworded_examples),
     # each answered with one of the question's teacher answers re-scored by the
     # teacher for the new words: the student fits the questions it trains on and
-    # misses the same fact asked otherwise. 0 = off.
+    # misses the same fact asked otherwise. 0 = off: with 2, on dev-week seeds 0 and 1
+    # (bench/RESULTS.md, fifteenth round), today's recall 0.32 -> 0.32 and 0.20, the
+    # end of the week 3 -> 5 and 4 -> 4 of 15, but general probes 6/6 -> 3/6 and 4/6
+    # and nights ~100 s longer; many rewordings ask something else ("What are the
+    # clothes I wear?") and pair it with the first question's answer.
     question_rewordings: int = 0
     # Teacher answers to statement questions cut after the sentence that states
     # something from the statement (what a 135M teacher says next is mostly
@@ -78,10 +82,11 @@ class SleepOptions:
     # questions ("You told me a week is 7 days") and other days' facts follow it.
     answer_start: str = ""
     # The night's teacher wears the earlier nights' experts, as the paper's teacher is
-    # the personal model as it is tonight. False: it reads the day without them (the
-    # model as it was before any sleep; sleep/wearing.BareTeacher), in case what
-    # earlier nights taught spoils how it reads a new day; anchors and the gate still
-    # see the model as it is.
+    # the personal model as it is tonight. False: it reads the day without the experts
+    # the model wears (sleep/wearing.BareTeacher; the student, the anchors and the
+    # gate still wear them). Tried on dev-week seeds 0 and 1 (bench/RESULTS.md,
+    # fifteenth round): night 2 took day 1 from 3/4 to 0/4 on both, since distilling
+    # towards a teacher without night 1's expert trains tonight's to cancel it.
     teacher_wears_experts: bool = True
     # Generic prompts (answered by the model *without* the episode) that anchor old
     # behaviour.

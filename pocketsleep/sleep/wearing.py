@@ -6,7 +6,8 @@ context. In a consolidation the knowledge is in experts, not in a context: the
 teacher is the same model with those experts switched on, asked closed-book, and
 the student is the model with them switched off plus the new expert. Switching is
 done through the scale ExpertStack keeps with every frozen expert, so one copy of
-the weights serves as teacher and student.
+the weights serves as teacher and student. (The same switch, the other way round,
+gives a night a teacher without the earlier nights' experts: BareTeacher, an ablation.)
 """
 
 from __future__ import annotations
@@ -112,8 +113,9 @@ class WearingTeacher(SwitchedTeacher):
 
 
 class BareTeacher(SwitchedTeacher):
-    """A night's teacher without the earlier nights' experts: the model as it was
-    before any sleep, reading the day (SleepOptions.teacher_wears_experts off)."""
+    """A night's teacher without the earlier nights' experts, reading the day
+    (SleepOptions.teacher_wears_experts off; on by default because, distilled towards
+    this teacher, tonight's expert learns to cancel the earlier ones)."""
 
     def __init__(self, io: ModelIO, switch: ExpertSwitch, options: SleepOptions):
         super().__init__(io, switch.off, options)
