@@ -450,7 +450,8 @@ def test_rewordings_train_each_question_again_in_new_words_with_rescored_answers
     assert [e.answer.end_token for e in out] == [9, 9, 9]
     assert [answer for _, answer in scored] == [[1, 9], [2, 3, 9], [4, 9]]
     assert [m for m, _ in scored] == [e.teacher_messages for e in out]
-    assert out[0].teacher_messages == [*view, {"role": "user", "content": "What street will I live on?"}]
+    assert out[0].teacher_messages == [
+        *view, {"role": "user", "content": "What street will I live on?"}]
     assert all((e.answer.topk_ids == 7).all() and e.kind == "statement" for e in out)
     assert [e.statement for e in out] == [street, street, job]
     assert out[0].student_messages == prompts.closed_book("What street will I live on?")

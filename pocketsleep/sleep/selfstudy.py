@@ -219,8 +219,8 @@ def reworded_examples(io: ModelIO, teacher: "Teacher", train: list[Example],
         for i, question in enumerate(words):
             e = answers[key][i % len(answers[key])]
             messages = e.teacher_messages[:-1] + [{"role": "user", "content": question}]
-            out.append(Example("statement", question, messages,
-                               rescored(io, teacher, messages, e.answer, options.top_k), e.statement))
+            answer = rescored(io, teacher, messages, e.answer, options.top_k)
+            out.append(Example("statement", question, messages, answer, e.statement))
     return out
 
 

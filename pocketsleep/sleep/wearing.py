@@ -44,23 +44,21 @@ class ExpertSwitch:
             a, b, _ = stack.experts[i]
             stack.experts[i] = (a, b, scale if on else 0.0)
 
-    @contextmanager
     def on(self):
         """Switched on inside the block, off again after it."""
-        self.set(True)
-        try:
-            yield
-        finally:
-            self.set(False)
+        return self._within(True)
 
-    @contextmanager
     def off(self):
         """Switched off inside the block, on again after it."""
-        self.set(False)
+        return self._within(False)
+
+    @contextmanager
+    def _within(self, on: bool):
+        self.set(on)
         try:
             yield
         finally:
-            self.set(True)
+            self.set(not on)
 
 
 class _Switched:
