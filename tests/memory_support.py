@@ -62,7 +62,7 @@ def scripted_teacher(monkeypatch) -> None:
     from pocketsleep.sleep.sampling import Generated
 
     class ScriptedTeacher(selfstudy.Teacher):
-        def answer_many(self, conversations, temperatures, seed, starts=None):
+        def answer_many(self, conversations, temperatures, seed, starts=None, processors=None):
             return [self.say(self.script(m)) for m in conversations]
 
         @staticmethod

@@ -299,7 +299,7 @@ class ScriptedTeacher:
         self.calls: list[tuple[list, list]] = []
         self.seeds: list[int] = []
 
-    def answer_many(self, conversations, temperatures, seed, starts=None):
+    def answer_many(self, conversations, temperatures, seed, starts=None, processors=None):
         self.calls.append((conversations, temperatures))
         self.seeds.append(seed)
         return [Generated([next(self.replies)], None, None, None) for _ in conversations]

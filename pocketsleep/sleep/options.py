@@ -81,6 +81,11 @@ class SleepOptions:
     # -> 4/6 and the gate rejected 3 of 10 nights: the start spreads to general
     # questions ("You told me a week is 7 days") and other days' facts follow it.
     answer_start: str = ""
+    # Nats added, while the teacher answers a statement question, to the tokens that
+    # would spell one of the statement's words the question lacks (sleep/quoting.py):
+    # a teacher that quotes what the user said rather than inventing ("Kiera" for
+    # Tomasz). 0 = the teacher as it is.
+    quote_bias: float = 0.0
     # The night's teacher wears the earlier nights' experts, as the paper's teacher is
     # the personal model as it is tonight. False: it reads the day without the experts
     # the model wears (sleep/wearing.BareTeacher; the student, the anchors and the

@@ -115,11 +115,14 @@ def sample_group(model, prompt: list[int], group: int, eos_ids: set[int], max_to
 
 def generate_batch(model, prompts: list[list[int]], eos_ids: set[int], max_tokens: int,
                    temperatures: list[float], top_k: int = 16, caches: list | None = None,
-                   seed: int = 0, batch_size: int = 16) -> list[Generated]:
+                   seed: int = 0, batch_size: int = 16,
+                   processors: list | None = None) -> list[Generated]:
     """Many answers at once with mlx-lm's BatchGenerator (continuous batching): on a
     CPU, decoding 16 sequences costs little more than one, since every step reads
     all the weights anyway. `caches[i]`, if given, already holds a prefix of
-    `prompts[i]` (its length is taken from the cache) and is consumed."""
+    `prompts[i]` (its length is taken from the cache) and is consumed.
+    `processors[i]`, if given, is an mlx-lm logits processor for answer i (or None);
+    the recorded top-k is of the processed distribution."""
     from mlx_lm.generate import BatchGenerator
     from mlx_lm.sample_utils import make_sampler
 
@@ -131,7 +134,9 @@ def generate_batch(model, prompts: list[list[int]], eos_ids: set[int], max_token
                                completion_batch_size=batch_size,
                                prefill_batch_size=min(batch_size, 8))
     uids = generator.insert(rests, caches=caches,
-                            samplers=[make_sampler(temp=t) for t in temperatures])
+                            samplers=[make_sampler(temp=t) for t in temperatures],
+                            logits_processors=[[p] if p else [] for p in processors]
+                            if processors else None)
     steps: dict[int, list] = {u: [] for u in uids}
     finished: dict[int, bool] = {}
     try:

@@ -25,6 +25,7 @@ from .. import control_tokens, prompts
 from .episode import Episode, Exchange
 from .objective import NEG
 from .options import SleepOptions
+from .quoting import QuoteBias, spellings
 from .sampling import Generated, generate_batch
 
 QUESTION_MAX_TOKENS = 24
@@ -293,14 +294,18 @@ class Teacher:
         self.options = options
 
     def answer_many(self, conversations: list[list[dict]], temperatures: list[float],
-                    seed: int, starts: Sequence[list[int]] | None = None) -> list[Generated]:
+                    seed: int, starts: Sequence[list[int]] | None = None,
+                    processors: Sequence | None = None) -> list[Generated]:
         """`starts[i]`: tokens answer i is made to begin with (none: the teacher's own
-        start); they are part of the answer, as targets the teacher is sure of."""
+        start); they are part of the answer, as targets the teacher is sure of.
+        `processors[i]`: a logits processor answer i is generated through (a
+        quoting.QuoteBias), or None."""
         starts = starts or [[] for _ in conversations]
         ids = [self.io.chat_ids(m) + list(s) for m, s in zip(conversations, starts)]
         answers = generate_batch(self.io.model, ids, self.io.eos_ids,
                                  self.options.max_answer_tokens, temperatures,
-                                 top_k=self.options.top_k, seed=seed)
+                                 top_k=self.options.top_k, seed=seed,
+                                 processors=list(processors) if processors else None)
         return [begun_with(s, a) for s, a in zip(starts, answers)]
 
 
@@ -394,7 +399,8 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
             meta.append(("recall", q, source))
 
     progress("teacher answers", 0, 1)
-    answers = teacher.answer_many(asked, temps, seed, answer_starts(io, options, meta))
+    answers = teacher.answer_many(asked, temps, seed, answer_starts(io, options, meta),
+                                  quote_biases(io, options, meta))
     examples = usable_examples(io, options, meta, asked, answers)
     examples += retried_examples(io, teacher, options, exchanges, written, examples, seed)
     return examples
@@ -436,7 +442,8 @@ def retried_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
                 meta.append(("statement", q, x.statement))
     if not asked:
         return []
-    answers = teacher.answer_many(asked, temps, seed + 1, answer_starts(io, options, meta))
+    answers = teacher.answer_many(asked, temps, seed + 1, answer_starts(io, options, meta),
+                                  quote_biases(io, options, meta))
     return usable_examples(io, options, meta, asked, answers)
 
 
@@ -448,6 +455,23 @@ def answer_starts(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str,
         return None
     start = io.text_ids(options.answer_start)
     return [start if kind == "statement" else [] for kind, _, _ in meta]
+
+
+def quote_biases(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str, str]]
+                 ) -> list[QuoteBias | None] | None:
+    """The quoting teacher's processor for each statement question's answer
+    (SleepOptions.quote_bias; sleep/quoting.py): favouring the words of the statement
+    the question lacks. None when the option is off."""
+    if not options.quote_bias:
+        return None
+    out: list[QuoteBias | None] = []
+    for kind, question, source in meta:
+        wanted = content_words(source) - content_words(question) if kind == "statement" else ()
+        words = {m.group() for m in _WORD_ANY_CASE.finditer(source)
+                 if m.group().lower().partition("'")[0] in wanted}
+        out.append(QuoteBias(spellings(io.text_ids, words), options.quote_bias)
+                   if words else None)
+    return out
 
 
 def anchor_examples(io: ModelIO, options: SleepOptions, rng: random.Random,

@@ -95,10 +95,11 @@ class SwitchedTeacher(Teacher):
             yield self.student_io
 
     def answer_many(self, conversations: list[list[dict]], temperatures: list[float],
-                    seed: int, starts: Sequence[list[int]] | None = None) -> list[Generated]:
+                    seed: int, starts: Sequence[list[int]] | None = None,
+                    processors: Sequence | None = None) -> list[Generated]:
         with self.wearing():
             return Teacher(self.student_io, self.options).answer_many(
-                conversations, temperatures, seed, starts)
+                conversations, temperatures, seed, starts, processors)
 
 
 class WearingTeacher(SwitchedTeacher):
