@@ -110,7 +110,7 @@ def test_a_dream_item_is_the_sft_loss_on_its_answer(setup):
     io, _, _ = setup
     [item] = items_of(io, [("Who is my sister?", "Anna.")])
     prompt, answer, ids, lps = item
-    assert answer[-1] == select.end_token(io) and list(ids[:, 0]) == answer
+    assert answer[-1] == io.end_token and list(ids[:, 0]) == answer
     batch = objective.offpolicy_batch([item])
     lp = objective.log_softmax(io.model(batch.inputs))[0, len(prompt) - 1:len(prompt) - 1 + len(answer)]
     ce = -float(mx.take_along_axis(lp, mx.array(answer)[:, None], axis=-1).mean().item())

@@ -86,6 +86,12 @@ class SleepOptions:
     # a teacher that quotes what the user said rather than inventing ("Kiera" for
     # Tomasz). 0 = the teacher as it is.
     quote_bias: float = 0.0
+    # One more answer to every statement question and recall request: what the user
+    # said, said back to them ("You're allergic to walnuts, which you found out...";
+    # sleep/restate.py), scored by the teacher that reads it. It states every fact
+    # the user stated and invents nothing, where the teacher's own answers hedge or
+    # contradict the day. False = the teacher's answers only.
+    restated_answers: bool = False
     # The night's teacher wears the earlier nights' experts, as the paper's teacher is
     # the personal model as it is tonight. False: it reads the day without the experts
     # the model wears (sleep/wearing.BareTeacher; the student, the anchors and the

@@ -26,6 +26,7 @@ from .episode import Episode, Exchange
 from .objective import NEG
 from .options import SleepOptions
 from .quoting import QuoteBias, spellings
+from .restate import restated, sentences
 from .sampling import Generated, generate_batch
 
 QUESTION_MAX_TOKENS = 24
@@ -120,6 +121,12 @@ class ModelIO:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)
+
+    @property
+    def end_token(self) -> int:
+        """The token that ends an assistant turn (what a teacher answer ends with)."""
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        return eos if eos is not None else min(self.eos_ids)
 
 
 # A question about the user, not about the words of the statement ("What city is
@@ -403,6 +410,7 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
                                   quote_biases(io, options, meta))
     examples = usable_examples(io, options, meta, asked, answers)
     examples += retried_examples(io, teacher, options, exchanges, written, examples, seed)
+    examples += restated_examples(io, teacher, options, episode, written)
     return examples
 
 
@@ -445,6 +453,51 @@ def retried_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
     answers = teacher.answer_many(asked, temps, seed + 1, answer_starts(io, options, meta),
                                   quote_biases(io, options, meta))
     return usable_examples(io, options, meta, asked, answers)
+
+
+def restated_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
+                      episode: Episode, written: list[list[str]]) -> list[Example]:
+    """One more answer to each statement question: the statement said back to the
+    user (restate.restated), and to each recall request, its conversation's
+    statements said back; scored by the teacher from the view it answers that
+    question from (SleepOptions.restated_answers). The answer states the fact in the
+    user's words, with nothing invented; the targets are still the teacher's."""
+    if not options.restated_answers:
+        return []
+    asked = []  # (kind, question, teacher view, what the user said, said back)
+    for x, questions in zip(episode.exchanges(), written):
+        said = restated(x.statement, content_words)
+        asked += [("statement", q, teacher_views(x, q)[0], x.statement, said)
+                  for q in questions if said]
+    for conversation in episode.conversations:
+        turns = [m for m in conversation if m["role"] != "system"]
+        users = [m["content"] for m in turns if m["role"] == "user"]
+        said = " ".join(filter(None, (restated(u, content_words) for u in users)))
+        asked += [("recall", q, prompts.teacher_view(turns, q), " ".join(users), said)
+                  for q in prompts.RECALL_PROMPTS if said]
+    out = []
+    for kind, question, view, source, said in asked:
+        if not usable_answer(said, source, question):
+            continue
+        ids, end = capped(io, said, 2 * options.max_answer_tokens)
+        scored = forced_answer(io, view, ids + ([end] if end is not None else []),
+                               options.top_k, teacher)
+        answer = Generated(ids, end, scored.topk_ids, scored.topk_logprobs)
+        out.append(Example(kind, question, view, answer, source))
+    return out
+
+
+def capped(io: ModelIO, text: str, max_tokens: int) -> tuple[list[int], int | None]:
+    """`text`'s token ids, whole sentences up to `max_tokens`, ending the turn; a first
+    sentence longer than that is cut, with no end token (as a teacher answer stopped
+    by its length limit)."""
+    ids: list[int] = []
+    for sentence in sentences(text):
+        more = io.text_ids((" " if ids else "") + sentence)
+        if len(ids) + len(more) > max_tokens:
+            return (ids, io.end_token) if ids else (more[:max_tokens], None)
+        ids += more
+    return ids, io.end_token
 
 
 def answer_starts(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str, str]]

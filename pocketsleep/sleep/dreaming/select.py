@@ -32,17 +32,11 @@ from ..sampling import Generated
 from ..selfstudy import ModelIO, forced_answer
 
 
-def end_token(io: ModelIO) -> int:
-    """The token that ends an assistant turn (what a teacher answer ends with)."""
-    eos = getattr(io.tokenizer, "eos_token_id", None)
-    return eos if eos is not None else min(io.eos_ids)
-
-
 def sft_item(io: ModelIO, request: str, content: str, k: int) -> tuple:
     """(student prompt ids, answer ids + end, one-hot top-k ids, log-probs), the item
     shape objective.offpolicy_batch takes."""
     prompt = io.chat_ids(prompts.closed_book(request))
-    answer = io.text_ids(content) + [end_token(io)]
+    answer = io.text_ids(content) + [io.end_token]
     ids = np.zeros((len(answer), k), dtype=np.int32)
     ids[:, 0] = answer
     lps = np.full((len(answer), k), objective.NEG, dtype=np.float32)
@@ -60,7 +54,7 @@ def held_item(io: ModelIO, request: str, content: str, k: int) -> tuple:
     """A replayed dream, with the model's distribution on its text before tonight
     (tonight's expert off) as the targets: rehearsal keeps it where it is."""
     messages = prompts.closed_book(request)
-    answer = forced_answer(io, messages, io.text_ids(content) + [end_token(io)], k)
+    answer = forced_answer(io, messages, io.text_ids(content) + [io.end_token], k)
     return soft_item(io, request, answer)
 
 
