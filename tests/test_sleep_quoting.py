@@ -133,3 +133,36 @@ def test_a_night_with_quoting_says_the_statement_words_and_learns_the_quoting_te
         e.answer.tokens for e in plain if e.kind == "statement"]
     assert [e.answer.tokens for e in quoted if e.kind != "statement"] == [
         e.answer.tokens for e in plain if e.kind != "statement"]
+
+
+def test_plain_targets_keep_the_quoting_answers_with_the_teachers_own_distribution(
+        tmp_path, monkeypatch):
+    """quote_bias_in_targets=False: the same quoting answers, but their targets are the
+    teacher's distribution without the bonus; answers to other questions unchanged."""
+    from sleep_support import DAY, FAST, learnable_self_study, student_and_teacher, tiny_model
+
+    from pocketsleep.sleep.episode import Episode
+    from pocketsleep.sleep.selfstudy import episode_examples, forced_answer
+
+    learnable_self_study(monkeypatch)
+    io, teacher, _ = student_and_teacher(tiny_model(tmp_path))
+    episode = Episode((1, 2), tuple(tuple(c) for c in DAY), ("2026-03-02",) * 2)
+    quoting = FAST.but(quote_bias=1000.0)
+    biased = episode_examples(io, teacher, episode, quoting, seed=0)
+    plain = episode_examples(io, teacher, episode, quoting.but(quote_bias_in_targets=False),
+                             seed=0)
+    assert [e.answer.answer_ids for e in plain] == [e.answer.answer_ids for e in biased]
+    statements = [(b, p) for b, p in zip(biased, plain) if b.kind == "statement"]
+    assert statements
+    for b, p in statements:
+        own = forced_answer(io, p.teacher_messages, p.answer.answer_ids, FAST.top_k, teacher)
+        np.testing.assert_array_equal(p.answer.topk_ids, own.topk_ids)
+        np.testing.assert_allclose(p.answer.topk_logprobs, own.topk_logprobs, atol=1e-5)
+        # The bonus made the biased target of the first token near certain; the plain
+        # target is the teacher's own, far less sure of it.
+        row, token = list(b.answer.topk_ids[0]), b.answer.tokens[0]
+        mine = dict(zip(p.answer.topk_ids[0].tolist(), p.answer.topk_logprobs[0].tolist()))
+        assert b.answer.topk_logprobs[0][row.index(token)] > mine.get(token, -50.0) + 2
+    for b, p in zip(biased, plain):
+        if b.kind != "statement":
+            np.testing.assert_array_equal(p.answer.topk_logprobs, b.answer.topk_logprobs)

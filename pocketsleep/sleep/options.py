@@ -86,6 +86,10 @@ class SleepOptions:
     # a teacher that quotes what the user said rather than inventing ("Kiera" for
     # Tomasz). 0 = the teacher as it is.
     quote_bias: float = 0.0
+    # The bias is part of the targets the student learns (True), or only chooses the
+    # answers' words, their targets being the teacher's own distribution along them
+    # (False: selfstudy.plain_targets, one more forward pass per answer).
+    quote_bias_in_targets: bool = True
     # One more answer to every statement question and recall request: what the user
     # said, said back to them ("You're allergic to walnuts, which you found out...";
     # sleep/restate.py), scored by the teacher that reads it. It states every fact

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -408,7 +408,8 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     progress("teacher answers", 0, 1)
     answers = teacher.answer_many(asked, temps, seed, answer_starts(io, options, meta),
                                   quote_biases(io, options, meta))
-    examples = usable_examples(io, options, meta, asked, answers)
+    examples = plain_targets(io, teacher, options, usable_examples(io, options, meta, asked,
+                                                                   answers))
     examples += retried_examples(io, teacher, options, exchanges, written, examples, seed)
     examples += restated_examples(io, teacher, options, episode, written)
     return examples
@@ -452,7 +453,20 @@ def retried_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
         return []
     answers = teacher.answer_many(asked, temps, seed + 1, answer_starts(io, options, meta),
                                   quote_biases(io, options, meta))
-    return usable_examples(io, options, meta, asked, answers)
+    return plain_targets(io, teacher, options, usable_examples(io, options, meta, asked, answers))
+
+
+def plain_targets(io: ModelIO, teacher: "Teacher", options: SleepOptions,
+                  examples: list[Example]) -> list[Example]:
+    """With SleepOptions.quote_bias and not quote_bias_in_targets: the quoting
+    teacher's statement answers with the teacher's own top-k as their targets (the
+    bias chose the words; the student learns the teacher that reads the statement,
+    not the bonus). A forced start's one-hot targets are rescored too."""
+    if not options.quote_bias or options.quote_bias_in_targets:
+        return examples
+    return [replace(e, answer=rescored(io, teacher, e.teacher_messages, e.answer,
+                                                   options.top_k))
+            if e.kind == "statement" else e for e in examples]
 
 
 def restated_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
