@@ -21,9 +21,11 @@ from pocketsleep.sleep.episode import Episode  # noqa: E402
 from pocketsleep.sleep.sampling import generate  # noqa: E402
 from pocketsleep.sleep.selfstudy import ModelIO, Teacher  # noqa: E402
 
-# Strong enough for a tiny random model to learn its few answers by heart.
+# Strong enough for a tiny random model to learn its few answers by heart. The
+# teacher as it is (no quoting bonus), so that the answer the night learns is the
+# one this test asks the teacher for.
 LEARN = FAST.but(steps=80, learning_rate=1e-2, num_layers=2, rank=8, on_policy=False,
-                 lti=False, heldout_fraction=0.0, anchors=0)
+                 lti=False, heldout_fraction=0.0, anchors=0, quote_bias=0.0)
 QUESTION = "What did I tell you in statement 0?"  # what learnable_self_study asks
 
 

@@ -95,7 +95,7 @@ def test_quote_biases_favour_the_statement_words_the_question_lacks():
     meta = [("statement", "Who is my neighbour?", "I run with my neighbour Tomasz."),
             ("recall", "What did I tell you?", "I run with my neighbour Tomasz."),
             ("statement", "What is it?", "ok thanks")]
-    assert quote_biases(io, SleepOptions(), meta) is None  # off by default
+    assert quote_biases(io, SleepOptions(quote_bias=0.0), meta) is None  # off
     statement, recall, nothing = quote_biases(io, SleepOptions(quote_bias=2.0), meta)
     assert recall is None and nothing is None
     assert statement.bias == 2.0

@@ -84,17 +84,27 @@ class SleepOptions:
     # Nats added, while the teacher answers a statement question, to the tokens that
     # would spell one of the statement's words the question lacks (sleep/quoting.py):
     # a teacher that quotes what the user said rather than inventing ("Kiera" for
-    # Tomasz). 0 = the teacher as it is.
-    quote_bias: float = 0.0
+    # Tomasz). 0 = the teacher as it is. On dev-week over five seeds (bench/RESULTS.md,
+    # sixteenth round), 3 took the probes some training answer states from 13/15 to
+    # 15/15 and learnable answers from 66 to 106; recall right after each night 0.26
+    # -> 0.31 (mean; per seed +0.11, +0.11, +0.18, -0.04, -0.10), the end of the week
+    # 3.2 -> 4.0/15, general probes 5.4 -> 5.2/6, nights kept 23 -> 20 of 25.
+    quote_bias: float = 3.0
     # The bias is part of the targets the student learns (True), or only chooses the
     # answers' words, their targets being the teacher's own distribution along them
-    # (False: selfstudy.plain_targets, one more forward pass per answer).
+    # (False: selfstudy.plain_targets, one more forward pass per answer). True: with
+    # False, seeds 0 and 4 recalled 0.32 and 0.17 right after each night (True: 0.43,
+    # 0.12), 4 and 3 of 15 at the end (5, 4) (bench/RESULTS.md, sixteenth round).
     quote_bias_in_targets: bool = True
     # One more answer to every statement question and recall request: what the user
     # said, said back to them ("You're allergic to walnuts, which you found out...";
     # sleep/restate.py), scored by the teacher that reads it. It states every fact
     # the user stated and invents nothing, where the teacher's own answers hedge or
-    # contradict the day. False = the teacher's answers only.
+    # contradict the day. Off: with quote_bias 3 on seeds 0 and 1 (bench/RESULTS.md,
+    # sixteenth round) recall right after each night fell 0.43 -> 0.27 and 0.40,
+    # general probes 4/6 -> 4/6 and 6/6 -> 5/6: one sequence taught for every
+    # question about a statement became the answer to other questions too ("What
+    # car do I drive?" -> "You're moving, so I'll recommend a new one").
     restated_answers: bool = False
     # The night's teacher wears the earlier nights' experts, as the paper's teacher is
     # the personal model as it is tonight. False: it reads the day without the experts

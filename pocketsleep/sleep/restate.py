@@ -28,7 +28,6 @@ _TOKEN = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?|[^A-Za-z]+")
 _SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 _TO_ASSISTANT = re.compile(r"\b(you|your|yours|yourself|you're|you've|you'll|you'd)\b",
                            re.IGNORECASE)
-_LETTER_OR_DIGIT = re.compile(r"[A-Za-z0-9]")
 
 
 def sentences(text: str) -> list[str]:
@@ -65,6 +64,5 @@ def restated(statement: str, content_words) -> str:
     something (the self-study set's own rule: "Pretty well." and "Thanks!" say
     nothing)."""
     kept = [s for s in sentences(statement)
-            if not s.endswith("?") and not _TO_ASSISTANT.search(s) and content_words(s)
-            and _LETTER_OR_DIGIT.search(s)]
+            if not s.endswith("?") and not _TO_ASSISTANT.search(s) and content_words(s)]
     return " ".join(second_person(s) for s in kept)

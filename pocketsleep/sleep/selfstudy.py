@@ -464,8 +464,7 @@ def plain_targets(io: ModelIO, teacher: "Teacher", options: SleepOptions,
     not the bonus). A forced start's one-hot targets are rescored too."""
     if not options.quote_bias or options.quote_bias_in_targets:
         return examples
-    return [replace(e, answer=rescored(io, teacher, e.teacher_messages, e.answer,
-                                                   options.top_k))
+    return [replace(e, answer=rescored(io, teacher, e.teacher_messages, e.answer, options.top_k))
             if e.kind == "statement" else e for e in examples]
 
 
