@@ -95,9 +95,10 @@ def test_restated_answers_state_the_statement_with_the_teachers_targets(tmp_path
 
     # Past the length limit (twice a teacher answer's), a restated answer is cut at
     # a sentence's end where it can be, or mid-sentence with no end of turn.
-    short = episode_examples(io, teacher, episode, FAST.but(restated_answers=True,
-                                                            max_answer_tokens=8), seed=0)
-    for e in short[len(plain):]:
+    teachers = len(episode_examples(io, teacher, episode, FAST, seed=0))
+    short = episode_examples(io, teacher, episode, FAST.but(restated_answers=True), seed=0)
+    assert len(short) > teachers
+    for e in short[teachers:]:
         assert len(e.answer.tokens) <= 16
         said = restated(e.statement, content_words)
         text = io.decode(e.answer.tokens)
