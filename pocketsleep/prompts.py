@@ -52,11 +52,13 @@ def in_context(history: str, question: str) -> list[dict]:
 # Few-shot, raw completion: a 135M chat model follows this pattern far better than an
 # instruction to "write a question" (measured: most greedy outputs are on topic; five
 # examples of "my ..." questions keep it asking about the user, not about the words).
+# No example question may be one of the memory suites' probes (tests/test_prompts.py):
+# the model copies them, and a probe trained on verbatim is no longer held out.
 QUESTION_WRITER = """Statement: My sister lives in Paris and she is a doctor.
 Question: Where does my sister live?
 
-Statement: I work as a teacher at a small school.
-Question: What is my job?
+Statement: I'm learning Japanese because we travel to Osaka in April.
+Question: Which language am I learning?
 
 Statement: We finally bought a red car last week. It's a Toyota.
 Question: What color is our car?
@@ -64,8 +66,8 @@ Question: What color is our car?
 Statement: My cat is called Miso and she is three years old.
 Question: What is my cat's name?
 
-Statement: I'm allergic to peanuts, so please avoid them.
-Question: What am I allergic to?
+Statement: My favourite band is Queen, I've seen them live twice.
+Question: What is my favourite band?
 
 Statement: {statement}
 Question:"""
@@ -86,8 +88,8 @@ Questions: What color is my car? What brand is my car? When did I buy my car?
 Statement: My cat is called Miso and she is three years old.
 Questions: What is my cat's name? How old is my cat?
 
-Statement: I'm allergic to peanuts, so please avoid them.
-Questions: What am I allergic to?
+Statement: My favourite band is Queen, I've seen them live twice.
+Questions: What is my favourite band? How often have I seen Queen live?
 
 Statement: On Sundays I play chess with my uncle Karl. He lives in Graz.
 Questions: Who do I play chess with? When do I play chess? Where does my uncle live?
@@ -295,8 +297,8 @@ Request:"""),
     "scenario/situation": ("Situation", """Statement: My brother Tom moved to Oslo last spring.
 Situation: I want to visit my brother next month. Which city should I fly to?
 
-Statement: I'm allergic to peanuts, so please avoid them.
-Situation: I'm choosing a snack at the station. What should I stay away from?
+Statement: I get seasick on boats, even on short trips.
+Situation: My friends want to take the ferry to the island. Should I go with them by boat?
 
 Statement: Our daughter was born in May, we named her Lucia.
 Situation: I'm writing a birthday card for my daughter. Whose name goes on it?
@@ -309,8 +311,8 @@ Situation:"""),
     "update/as-of": ("Question", """Statement: My brother Tom moved to Oslo last spring.
 Question: Where does my brother live?
 
-Statement: I switched jobs, I'm a pharmacist now.
-Question: What is my job?
+Statement: I switched phones, I use a Pixel now.
+Question: What phone do I use?
 
 Statement: {statement}
 Question:"""),

@@ -9,7 +9,8 @@ import pytest
 from pocketsleep.errors import InputError
 from pocketsleep.eval.suite import load_suite
 
-DEV_WEEK = Path("/work/shared/eval/dev-week.json")
+# ../shared beside the checkout, as CI has it (not /work/shared: a clone may live elsewhere).
+DEV_WEEK = Path(__file__).parents[2] / "shared" / "eval" / "dev-week.json"
 
 GOOD = {
     "name": "tiny",
