@@ -88,7 +88,10 @@ class SleepOptions:
     # sixteenth round), 3 took the probes some training answer states from 13/15 to
     # 15/15 and learnable answers from 66 to 106; recall right after each night 0.26
     # -> 0.31 (mean; per seed +0.11, +0.11, +0.18, -0.04, -0.10), the end of the week
-    # 3.2 -> 4.0/15, general probes 5.4 -> 5.2/6, nights kept 23 -> 20 of 25.
+    # 3.2 -> 4.0/15, general probes 5.4 -> 5.2/6, nights kept 23 -> 20 of 25. With the
+    # question writer's examples no longer dev-week probes (seventeenth round, five
+    # seeds side by side): 0.17 -> 0.26 right after a night, 2.6 -> 5.2/15 at the
+    # end, general 5.0 -> 5.2/6, nights kept 23 -> 19 of 25.
     quote_bias: float = 3.0
     # The bias is part of the targets the student learns (True), or only chooses the
     # answers' words, their targets being the teacher's own distribution along them
