@@ -408,9 +408,9 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     progress("teacher answers", 0, 1)
     answers = teacher.answer_many(asked, temps, seed, answer_starts(io, options, meta),
                                   quote_biases(io, options, meta))
-    examples = plain_targets(io, teacher, options, usable_examples(io, options, meta, asked,
-                                                                   answers))
+    examples = usable_examples(io, options, meta, asked, answers)
     examples += retried_examples(io, teacher, options, exchanges, written, examples, seed)
+    examples = plain_targets(io, teacher, options, examples)
     examples += restated_examples(io, teacher, options, episode, written)
     return examples
 
@@ -453,7 +453,7 @@ def retried_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
         return []
     answers = teacher.answer_many(asked, temps, seed + 1, answer_starts(io, options, meta),
                                   quote_biases(io, options, meta))
-    return plain_targets(io, teacher, options, usable_examples(io, options, meta, asked, answers))
+    return usable_examples(io, options, meta, asked, answers)
 
 
 def plain_targets(io: ModelIO, teacher: "Teacher", options: SleepOptions,
