@@ -130,7 +130,7 @@ def checkable_probes(journal: Journal, conversation_id: int) -> list[tuple[str, 
     is forgotten they must no longer be answered. A probe whose answer words all
     occur in the other conversations the same experts learned may rightly still be
     answered, and is not checked."""
-    from .sleep.selfstudy import content_words
+    from .sleep.words import content_words
 
     if journal.conversation(conversation_id).status == "forgotten":
         return []  # its text is gone already: nothing left to tell probes apart by

@@ -39,8 +39,10 @@ def gate_metrics(drift, ppl, before, after, dream=None) -> dict:
     return {"conversations": [1], "examples": {"train": 22, "heldout": 5}, "dream": dream,
             "distill": {"steps": 48, "fit_kl": {"learnable": [0.9, 0.7], "anchors": [0.0, 0.02]}},
             "gate_reasons": [],
-            "gate": {"before": {"heldout_logprob": before, "earlier_logprob": None},
-                     "after": {"heldout_logprob": after, "earlier_logprob": None},
+            "gate": {"before": {"heldout_logprob": before, "earlier_logprob": -2.0,
+                                "earlier_fact_recall": 0.4, "earlier_fact_logprobs": [-0.9]},
+                     "after": {"heldout_logprob": after, "earlier_logprob": -2.1,
+                               "earlier_fact_recall": 0.3, "earlier_fact_logprobs": [-1.2]},
                      "drift_kl": drift, "unseen_drift_kl": drift * 2, "ppl_change": ppl,
                      "quiz_right_before": 11, "quiz_right_after": 10},
             "seconds": {"self_study": 211.0, "distill": 394.0, "gate": 27.0}}
@@ -83,7 +85,9 @@ def test_each_nights_verdict_is_kept_and_shown(monkeypatch):
         "drift_kl": 0.12, "unseen_drift_kl": 0.24, "ppl_change": 0.132,
         "quiz_right_before": 11, "quiz_right_after": 10,
         "heldout_logprob_before": -1.43, "heldout_logprob_after": -1.20,
-        "earlier_logprob_before": None, "earlier_logprob_after": None,
+        "earlier_logprob_before": -2.0, "earlier_logprob_after": -2.1,
+        "earlier_fact_recall_before": 0.4, "earlier_fact_recall_after": 0.3,
+        "earlier_fact_logprobs_before": [-0.9], "earlier_fact_logprobs_after": [-1.2],
         "dream": None, "dreaming_undone": None,
         "seconds": {"self_study": 211.0, "distill": 394.0, "gate": 27.0},
         "total_seconds": 632.0}

@@ -3,7 +3,6 @@ model, then `pocketsleep export`, then llama.cpp reproduces the learned answer."
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytest.importorskip("mlx.core")

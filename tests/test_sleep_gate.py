@@ -74,6 +74,11 @@ def test_training_on_the_held_out_answers_passes_a_lenient_gate(setup):
     assert m["drift_kl"] > 0
     assert m["before"]["earlier_logprob"] is not None
     assert result.passed and result.reasons == []
+    # The earlier probe's fact ("Biscuit") is scored apart from its other words.
+    ids = io.text_ids("Biscuit")
+    picked = gate.picked_logprobs(io, gate.prompts.closed_book("What is my dog called?"), ids)
+    assert gate.fact_positions(io, "What is my dog called?", ids) == list(range(len(ids)))
+    assert m["after"]["earlier_fact_recall"] == pytest.approx(np.exp(picked.mean()), rel=1e-4)
 
     # Before is measured with tonight's expert off, after with it on.
     lp = gate.answer_logprobs(io, anchors[0].student_messages, anchors[0].answer.answer_ids)
@@ -116,6 +121,63 @@ def test_gate_decisions(monkeypatch, after, options, reason):
         assert not result.passed
         assert len(result.reasons) == 1 and result.reasons[0].startswith(reason)
     assert result.metrics["drift_kl"] == 0.0
+
+
+FACTS = {**BASE, "earlier_fact_recall": 0.40}
+
+
+@pytest.mark.parametrize("after, options, reason", [
+    # The stored answers' words around the facts became less likely, the facts did not.
+    ({"earlier_logprob": -2.5, "earlier_fact_recall": 0.40}, GATE.but(earlier_probe_check="facts"),
+     None),
+    ({"earlier_logprob": -2.5, "earlier_fact_recall": 0.40}, GATE,
+     "earlier nights' probes became less likely"),
+    # 0.40 -> 0.37 is within exp(-0.05) = 0.951 of it; 0.37 -> 0.36 is not.
+    ({"earlier_fact_recall": 0.385}, GATE.but(earlier_probe_check="facts"), None),
+    ({"earlier_fact_recall": 0.36}, GATE.but(earlier_probe_check="facts"),
+     "earlier nights' facts became less likely"),
+    ({"earlier_fact_recall": 0.36}, GATE.but(earlier_probe_check="facts", max_earlier_drop=0.2),
+     None),
+    ({"earlier_fact_recall": 0.36}, GATE, None),
+])
+def test_gate_on_earlier_facts(monkeypatch, after, options, reason):
+    fake_measures(monkeypatch, FACTS, {**FACTS, "heldout_logprob": -2.0, **after})
+    result = gate.check(NO_MODEL, [], [], [], options)
+    assert result.reasons == ([] if reason is None else [result.reasons[0]])
+    if reason is not None:
+        assert result.reasons[0].startswith(reason) and not result.passed
+
+
+def test_a_fact_no_state_of_the_model_says_is_not_lost(monkeypatch):
+    """A soft recall of 0.005 falling to 0.002 is no recall either way."""
+    before = {**BASE, "earlier_fact_recall": 0.005}
+    fake_measures(monkeypatch, before, {**before, "heldout_logprob": -2.0,
+                                        "earlier_fact_recall": 0.002})
+    assert gate.check(NO_MODEL, [], [], [], GATE.but(earlier_probe_check="facts")).passed
+
+
+class WordTokens:
+    """A tokenizer stand-in: token i is the text VOCAB[i]."""
+    VOCAB = [" Your", " dog", " Bisc", "uit", " is", " a", " beagle", ".", " İİİİİİ",
+             " You", " mentioned", " Anna", "'s", " cat"]
+
+    def decode(self, ids):
+        return "".join(self.VOCAB[i] for i in ids)
+
+
+def test_fact_positions_are_the_tokens_spelling_what_the_question_did_not_say():
+    io = WordTokens()
+    assert gate.fact_positions(io, "What is my dog's name?", list(range(8))) == [2, 3, 6]
+    # Stopwords and the question's words are no fact; a possessive is its noun's.
+    assert gate.fact_positions(io, "Who owns a cat?", [9, 10, 11, 12, 13]) == [2, 3]
+    # Positions stay right after a character whose lowercase is longer ("İ").
+    assert gate.fact_positions(io, "Where?", [8, 5, 5, 5, 1]) == [4]
+    assert gate.fact_positions(io, "What is my dog's breed?", [4, 5, 7]) == []
+
+
+def test_earlier_probe_check_must_be_one_it_knows():
+    with pytest.raises(ValueError, match="earlier_probe_check"):
+        GATE.but(earlier_probe_check="fact")
 
 
 def test_gate_without_held_out_questions_or_earlier_probes(monkeypatch):

@@ -62,7 +62,8 @@ def test_restated_answers_state_the_statement_with_the_teachers_targets(tmp_path
 
     from pocketsleep import prompts
     from pocketsleep.sleep.episode import Episode
-    from pocketsleep.sleep.selfstudy import content_words, episode_examples, forced_answer
+    from pocketsleep.sleep.selfstudy import episode_examples, forced_answer
+    from pocketsleep.sleep.words import content_words
 
     learnable_self_study(monkeypatch)
     io, teacher, _ = student_and_teacher(tiny_model(tmp_path))

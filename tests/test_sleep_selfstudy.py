@@ -13,7 +13,8 @@ from pocketsleep.sleep.options import SleepOptions
 
 pytest.importorskip("mlx.core")  # selfstudy needs mlx
 from pocketsleep.sleep.sampling import Generated  # noqa: E402
-from pocketsleep.sleep.selfstudy import Example, content_words, grounded, split_heldout  # noqa: E402
+from pocketsleep.sleep.selfstudy import Example, grounded, split_heldout  # noqa: E402
+from pocketsleep.sleep.words import content_words  # noqa: E402
 
 
 # -- content words and grounding ---------------------------------------------------------

@@ -14,7 +14,6 @@ offending value, e.g. `dev-week.json: days[2].probes[0] has no 'answers'`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -36,6 +36,10 @@ def night_verdict(report: SleepReport) -> dict:
         "heldout_logprob_after": after.get("heldout_logprob"),
         "earlier_logprob_before": before.get("earlier_logprob"),
         "earlier_logprob_after": after.get("earlier_logprob"),
+        "earlier_fact_recall_before": before.get("earlier_fact_recall"),
+        "earlier_fact_recall_after": after.get("earlier_fact_recall"),
+        "earlier_fact_logprobs_before": before.get("earlier_fact_logprobs"),
+        "earlier_fact_logprobs_after": after.get("earlier_fact_logprobs"),
         "dream": dream_summary(metrics.get("dream")),
         # The gate's reasons for rejecting seeding and dreaming together, when it then
         # judged seeding's expert alone (sleep/job.py, judge).

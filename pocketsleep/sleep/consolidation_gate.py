@@ -10,7 +10,7 @@ experts off, the new expert on); and "without" (both off: no memory of them).
   recall is the mean over probes of exp(mean answer log-prob), the per-token
   probability of saying the expected answer: unlike a mean log-prob, it is not
   swayed by a probe no state of the model can say (-35 nats/token moving to -36).
-  A drop below NEGLIGIBLE_RECALL is no recall lost (1e-6 -> 1e-7 is not recalled
+  A drop below gate.NEGLIGIBLE_RECALL is no recall lost (1e-6 -> 1e-7 is not recalled
   either way). The other active experts' probes are held to the same rule.
 - Held-out written questions (answered by the teacher, never trained on) must not
   be less likely "after" than "without" (beyond the same allowance): the new
@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from .. import prompts
 from ..backends.mlx_lora import without_trainable_expert
 from ..eval.scoring import mentions
@@ -40,9 +38,6 @@ from .gate import GateResult
 from .options import SleepOptions
 from .selfstudy import Example, ModelIO
 from .wearing import WearingTeacher
-
-# A soft recall this small is not recall: nothing is lost below it.
-NEGLIGIBLE_RECALL = 0.01
 
 
 def probe_scores(io: ModelIO, probes: list[tuple[str, str]], options: SleepOptions,
@@ -53,7 +48,7 @@ def probe_scores(io: ModelIO, probes: list[tuple[str, str]], options: SleepOptio
     asked = [prompts.closed_book(q) for q, _ in probes]
     logprobs = [gate.mean_answer_logprob(io, m, io.text_ids(a))
                 for m, (_, a) in zip(asked, probes)]
-    out = {"soft_recall": float(np.mean(np.exp(logprobs))) if probes else None,
+    out = {"soft_recall": gate.soft_recall(logprobs),
            "logprobs": [round(x, 4) for x in logprobs]}
     if greedy and probes:
         said = gate.greedy_answers(io, asked, options)
@@ -92,7 +87,7 @@ def check(teacher: WearingTeacher, heldout: list[Example], anchors: list[Example
     for key, what in (("kept", "the retiring experts' probes"),
                       ("earlier", "the other experts' probes")):
         b, a = before[key]["soft_recall"], after[key]["soft_recall"]
-        if b is not None and a < b * keep_ratio and b - a > NEGLIGIBLE_RECALL:
+        if b is not None and a < b * keep_ratio and b - a > gate.NEGLIGIBLE_RECALL:
             reasons.append(f"soft recall of {what} fell from {b:.3g} to {a:.3g}")
     if after["kept"].get("recalled", 0) < before["kept"].get("recalled", 0):
         reasons.append(f"recalls {after['kept']['recalled']} of the retiring experts' "

@@ -6,7 +6,9 @@ on ("after"), all closed-book:
   more likely;
 - drift on generic prompts: KL(before ‖ after) per token under a threshold;
 - general-text perplexity: relative increase under a threshold;
-- earlier nights' stored probes: their answers must not become less likely;
+- earlier nights' stored probes: their answers must not become less likely
+  (SleepOptions.earlier_probe_check: all of each answer's tokens, or only those
+  that spell its facts);
 - a quiz of generic questions no night trains on (prompts.GATE_QUIZ): none the
   pre-sleep model answers right may be answered wrong (greedy, as `eval` scores).
 """
@@ -25,9 +27,12 @@ from ..backends.mlx_lora import without_trainable_expert
 from .options import SleepOptions
 from .sampling import generate_batch
 from .selfstudy import Example, ModelIO, answer_logprobs
+from .words import content_words, token_positions, word_spans
 
 # Earlier probes may wobble by this much (nats per token) without counting as a drop.
 EARLIER_TOLERANCE = 0.05
+# A soft recall this small is not recall: nothing is lost below it.
+NEGLIGIBLE_RECALL = 0.01
 
 
 @dataclass
@@ -37,10 +42,48 @@ class GateResult:
     metrics: dict = field(default_factory=dict)
 
 
-def mean_answer_logprob(io: ModelIO, messages: list[dict], answer: list[int]) -> float:
+def picked_logprobs(io: ModelIO, messages: list[dict], answer: list[int]) -> np.ndarray:
+    """The log-probability of each token of `answer` as the reply to `messages`."""
     lp = answer_logprobs(io, messages, answer)
-    picked = mx.take_along_axis(lp, mx.array(answer)[:, None], axis=-1)
-    return float(picked.mean().item())
+    return np.array(mx.take_along_axis(lp, mx.array(answer)[:, None], axis=-1)[:, 0])
+
+
+def mean_answer_logprob(io: ModelIO, messages: list[dict], answer: list[int]) -> float:
+    return float(picked_logprobs(io, messages, answer).mean())
+
+
+def fact_positions(io: ModelIO, question: str, answer: list[int]) -> list[int]:
+    """The positions of `answer`'s tokens that spell one of its content words the
+    question does not hold ("Biscuit", "beagle" in "Your dog Biscuit is a beagle.",
+    asked "What is my dog's name?"): where a stored probe's fact is, apart from the
+    words around it, which a night that changes how answers are worded moves."""
+    text = io.decode(answer)
+    spans = word_spans(text, content_words(text) - content_words(question))
+    return token_positions(io.decode, answer, spans)
+
+
+def soft_recall(logprobs: list[float]) -> float | None:
+    """The mean over probes of exp(mean log-prob per token): the per-token probability
+    of saying them, which a probe no state of the model can say (-35 nats/token moving
+    to -36) does not sway, as it sways a mean log-prob."""
+    return float(np.mean(np.exp(logprobs))) if logprobs else None
+
+
+def earlier_measures(io: ModelIO, earlier: list[tuple[str, str]]) -> dict:
+    """Earlier nights' probes: the mean log-prob per token of their whole answers, and
+    the soft recall of their fact tokens (fact_positions; probes with none left out)."""
+    whole, facts = [], []
+    for question, answer in earlier:
+        if not answer.strip():
+            continue
+        ids = io.text_ids(answer)
+        picked = picked_logprobs(io, prompts.closed_book(question), ids)
+        whole.append(float(picked.mean()))
+        where = fact_positions(io, question, ids)
+        if where:
+            facts.append(float(picked[where].mean()))
+    return {"earlier_logprob": _mean(whole), "earlier_fact_recall": soft_recall(facts),
+            "earlier_fact_logprobs": [round(x, 3) for x in facts]}
 
 
 def _mean(xs) -> float | None:
@@ -63,8 +106,7 @@ def measure(io: ModelIO, heldout: list[Example], anchors: list[Example],
     return {
         "heldout_logprob": _mean(mean_answer_logprob(io, e.student_messages, e.answer.answer_ids)
                                  for e in heldout if e.kind != "anchor"),
-        "earlier_logprob": _mean(mean_answer_logprob(io, prompts.closed_book(q), io.text_ids(a))
-                                 for q, a in earlier if a.strip()),
+        **earlier_measures(io, earlier),
         "general_ppl": float(np.exp(-general_lp)),
         "anchor_logprobs": answers_logprobs(io, anchors),
     }
@@ -145,9 +187,21 @@ def check(io: ModelIO, heldout: list[Example], anchors: list[Example],
     if ppl_change > options.max_ppl_increase:
         reasons.append(f"general-text perplexity rose {ppl_change:+.1%} "
                        f"(limit {options.max_ppl_increase:+.0%})")
-    if before["earlier_logprob"] is not None and (
-            after["earlier_logprob"] < before["earlier_logprob"] - EARLIER_TOLERANCE
-            - options.max_earlier_drop):
-        reasons.append("earlier nights' probes became less likely "
-                       f"({before['earlier_logprob']:.3f} -> {after['earlier_logprob']:.3f})")
+    reasons += earlier_dropped(before, after, options)
     return GateResult(passed=not reasons or not options.gate, reasons=reasons, metrics=metrics)
+
+
+def earlier_dropped(before: dict, after: dict, options: SleepOptions) -> list[str]:
+    """Why earlier nights' probes count as less likely now, by the measure
+    SleepOptions.earlier_probe_check names; [] when they do not."""
+    allowed = EARLIER_TOLERANCE + options.max_earlier_drop
+    if options.earlier_probe_check == "facts":
+        b, a = before.get("earlier_fact_recall"), after.get("earlier_fact_recall")
+        # The same allowance as a ratio of per-token probability.
+        if b is not None and a < b * np.exp(-allowed) and b - a > NEGLIGIBLE_RECALL:
+            return [f"earlier nights' facts became less likely (soft recall {b:.3f} -> {a:.3f})"]
+        return []
+    b, a = before["earlier_logprob"], after["earlier_logprob"]
+    if b is not None and a < b - allowed:
+        return [f"earlier nights' probes became less likely ({b:.3f} -> {a:.3f})"]
+    return []

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 
+EARLIER_PROBE_CHECKS = ("answer", "facts")
+
+
 @dataclass(frozen=True)
 class SleepOptions:
     # -- parameter expansion: tonight's expert -------------------------------------
@@ -203,6 +206,14 @@ class SleepOptions:
     # Allowed drop of earlier nights' stored probes' mean log-prob (nats per token),
     # beyond the gate's own wobble allowance (gate.EARLIER_TOLERANCE, 0.05).
     max_earlier_drop: float = 0.0
+    # What of earlier nights' probes must not become less likely: "answer", the mean
+    # log-prob of all of each stored answer's tokens; or "facts", the soft recall
+    # (gate.soft_recall) of only the tokens that spell the answer's content words
+    # (gate.fact_positions), with the same allowance as a ratio. A night that
+    # quotes rewords answers ("You mentioned..."), which "answer" counts as
+    # forgetting: it rejected 5 of 25 nights with quoting (bench/RESULTS.md,
+    # seventeenth round).
+    earlier_probe_check: str = "answer"
 
     # -- time -------------------------------------------------------------------------
     budget_seconds: float | None = None
@@ -259,6 +270,11 @@ class SleepOptions:
     # to 216 s with four (bench/RESULTS.md, eighth round). It was 150 s, which three
     # sleeps on two cores hit, so that results depended on the machine's load.
     dream_seconds: float = 240.0
+
+    def __post_init__(self):
+        if self.earlier_probe_check not in EARLIER_PROBE_CHECKS:
+            raise ValueError(f"earlier_probe_check is {self.earlier_probe_check!r}; "
+                             f"one of {', '.join(EARLIER_PROBE_CHECKS)}")
 
     def but(self, **changes) -> "SleepOptions":
         return replace(self, **changes)

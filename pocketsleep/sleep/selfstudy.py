@@ -28,42 +28,10 @@ from .options import SleepOptions
 from .quoting import QuoteBias, spellings
 from .restate import restated, sentences
 from .sampling import Generated, generate_batch
+from .words import content_words, token_positions, word_spans
 
 QUESTION_MAX_TOKENS = 24
 _QUESTION = re.compile(r"^[A-Z][^\n?]{8,120}\?$")
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-# The same words found in text as written, for their positions (lowercasing can
-# change lengths: "İ" -> "i̇", shifting every later span).
-_WORD_ANY_CASE = re.compile(_WORD.pattern, re.IGNORECASE)
-# Words that carry no fact: an answer does not count as grounded for using them.
-STOPWORDS = frozenset("""
-a an the and or but so of to in on at by for with from as is are was were be been being
-am do does did have has had i me my mine you your yours he him his she her hers it its we
-us our they them their this that these those what which who whom whose when where why how
-not no yes just very really also too then than there here about into over after before
-will would can could should shall may might must let lets get got go going gone make made
-one some any all more most much many such only own same other again once ok okay thanks
-please hi hello well like know think want need tell told said say says remember user
-assistant help helpful personal plan sure sorry great good glad happy questions question
-answer thing things way time day today now next last new though pretty already finally
-big news still even ever named called
-""".split())
-
-
-def content_words(text: str) -> set[str]:
-    # Fix: contractions ("i'm", "don't", "you're") used to count as content words, so
-    # "I'm not sure, I don't know" was grounded in "I'm a nurse". A contraction carries
-    # no fact; a possessive counts as its noun ("anna's" -> "anna").
-    out = set()
-    for w in _WORD.findall(text.lower()):
-        w, _, suffix = w.partition("'")
-        if suffix not in ("", "s"):
-            continue
-        if len(w) > 2 and w not in STOPWORDS:
-            out.add(w)
-    return out
-
-
 _ROLE_TALK = re.compile(r"\b(User|Assistant|The user said)\s*:")
 
 
@@ -271,15 +239,8 @@ def fact_token_weights(io: ModelIO, example: Example, weight: float) -> np.ndarr
     if weight == 1 or example.kind == "anchor" or not example.statement:
         return out
     text = io.decode(example.answer.tokens)
-    words = grounding_words(text, example.statement, example.question)
-    spans = [m.span() for m in _WORD_ANY_CASE.finditer(text)
-             if m.group().lower().partition("'")[0] in words]
-    start = 0
-    for n in range(len(example.answer.tokens)):
-        end = len(io.decode(example.answer.tokens[:n + 1]))
-        if any(lo < end and start < hi for lo, hi in spans):
-            out[n] = weight
-        start = end
+    spans = word_spans(text, grounding_words(text, example.statement, example.question))
+    out[token_positions(io.decode, example.answer.tokens, spans)] = weight
     return out * (len(out) / out.sum())
 
 
@@ -533,8 +494,7 @@ def quote_biases(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str, 
     out: list[QuoteBias | None] = []
     for kind, question, source in meta:
         wanted = content_words(source) - content_words(question) if kind == "statement" else ()
-        words = {m.group() for m in _WORD_ANY_CASE.finditer(source)
-                 if m.group().lower().partition("'")[0] in wanted}
+        words = {source[a:b] for a, b in word_spans(source, wanted)}
         out.append(QuoteBias(spellings(io.text_ids, words), options.quote_bias)
                    if words else None)
     return out

@@ -24,7 +24,8 @@ from ...backends.mlx_lora import without_trainable_expert
 from .. import selfstudy
 from ..episode import Episode, Exchange
 from ..sampling import Generated, generate_batch
-from ..selfstudy import ModelIO, content_words
+from ..selfstudy import ModelIO
+from ..words import content_words
 
 REQUEST_MAX_TOKENS = 24
 WRITER_TEMPERATURE = 0.8  # the writers sample: many phrasings are the point

@@ -1,0 +1,65 @@
+"""Which words of a text carry a fact, and which tokens spell them.
+
+A fact is in a few words of an answer ("Biscuit", "beagle"); the rest is phrasing
+a small model varies from answer to answer. Self-study keeps answers that bring
+such a word from the episode (selfstudy.grounded), weighs the tokens that spell it
+(selfstudy.fact_token_weights), the quoting teacher favours them (quoting.py), and
+the gate checks earlier nights' facts on them (gate.fact_positions).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# The same words found in text as written, for their positions (lowercasing can
+# change lengths: "İ" -> "i̇", shifting every later span).
+_WORD_ANY_CASE = re.compile(_WORD.pattern, re.IGNORECASE)
+# Words that carry no fact: an answer does not count as grounded for using them.
+STOPWORDS = frozenset("""
+a an the and or but so of to in on at by for with from as is are was were be been being
+am do does did have has had i me my mine you your yours he him his she her hers it its we
+us our they them their this that these those what which who whom whose when where why how
+not no yes just very really also too then than there here about into over after before
+will would can could should shall may might must let lets get got go going gone make made
+one some any all more most much many such only own same other again once ok okay thanks
+please hi hello well like know think want need tell told said say says remember user
+assistant help helpful personal plan sure sorry great good glad happy questions question
+answer thing things way time day today now next last new though pretty already finally
+big news still even ever named called mention mentioned mentions
+""".split())
+
+
+def content_words(text: str) -> set[str]:
+    # Fix: contractions ("i'm", "don't", "you're") used to count as content words, so
+    # "I'm not sure, I don't know" was grounded in "I'm a nurse". A contraction carries
+    # no fact; a possessive counts as its noun ("anna's" -> "anna").
+    out = set()
+    for w in _WORD.findall(text.lower()):
+        w, _, suffix = w.partition("'")
+        if suffix not in ("", "s"):
+            continue
+        if len(w) > 2 and w not in STOPWORDS:
+            out.add(w)
+    return out
+
+
+def word_spans(text: str, words: set[str]) -> list[tuple[int, int]]:
+    """Where in `text` it says one of `words` (content words, as content_words gives
+    them: lowercase, a possessive as its noun), as (start, end) character spans."""
+    return [m.span() for m in _WORD_ANY_CASE.finditer(text)
+            if m.group().lower().partition("'")[0] in words]
+
+
+def token_positions(decode: Callable[[list[int]], str], tokens: list[int],
+                    spans: list[tuple[int, int]]) -> list[int]:
+    """The positions of `tokens` whose text overlaps one of `spans` of the text they
+    decode to."""
+    out, start = [], 0
+    for n in range(len(tokens)):
+        end = len(decode(tokens[:n + 1]))
+        if any(lo < end and start < hi for lo, hi in spans):
+            out.append(n)
+        start = end
+    return out
