@@ -100,6 +100,26 @@ def test_a_night_then_its_report(capsys, home, journal):
     assert report["metrics"]["distill"]["steps"] == 3
 
 
+def test_the_report_shows_what_the_gate_measured_on_earlier_nights():
+    """A first night has no earlier probes; a later one shows their whole answers'
+    log-prob and their facts' soft recall, before and after."""
+    first = {"before": {"heldout_logprob": -3.2, "earlier_logprob": None},
+             "after": {"heldout_logprob": -1.1, "earlier_logprob": None},
+             "drift_kl": 0.02, "unseen_drift_kl": 0.03, "ppl_change": 0.01,
+             "quiz_right_before": 14, "quiz_right_after": 13}
+    lines = sleep_cli.gate_lines(first)
+    assert lines == ["  held-out log-prob -3.2 → -1.1; drift KL 0.02 (never-trained questions "
+                     "0.03); perplexity change 0.01",
+                     "  general quiz: 13 of the 14 it knew still right"]
+    later = {**first, "before": {**first["before"], "earlier_logprob": -1.09,
+                                 "earlier_fact_recall": 0.267},
+             "after": {**first["after"], "earlier_logprob": -1.1563, "earlier_fact_recall": 0.2681}}
+    assert sleep_cli.gate_lines(later)[1] == (
+        "  earlier nights' probes: log-prob -1.090 → -1.156; their facts' soft recall "
+        "0.267 → 0.268")
+    assert sleep_cli.gate_lines(None) == sleep_cli.gate_lines({}) == []
+
+
 def test_json_report_of_a_night(capsys, home, journal):
     _, used = home
     day = log_day(journal)

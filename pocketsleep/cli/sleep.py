@@ -186,16 +186,8 @@ def print_report(obj: CliContext, as_json: bool) -> None:
         if fit:
             click.echo("  fit (KL to the teacher per token, before → after): " + "; ".join(
                 f"{kind} {' → '.join(str(v) for v in kl)}" for kind, kl in fit.items()))
-        g = m.get("gate", {})
-        if g:
-            b, a = g.get("before", {}), g.get("after", {})
-            click.echo(f"  held-out log-prob {b.get('heldout_logprob')} → "
-                       f"{a.get('heldout_logprob')}; drift KL {g.get('drift_kl')} "
-                       f"(never-trained questions {g.get('unseen_drift_kl')}); "
-                       f"perplexity change {g.get('ppl_change')}")
-            if g.get("quiz_right_before") is not None:
-                click.echo(f"  general quiz: {g['quiz_right_after']} of the "
-                           f"{g['quiz_right_before']} it knew still right")
+        for line in gate_lines(m.get("gate")):
+            click.echo(line)
         for line in dream_lines(m.get("dream")):
             click.echo(printable(line))
     for run in runs:
@@ -207,6 +199,30 @@ def print_report(obj: CliContext, as_json: bool) -> None:
 
 # How many nights of the dream policy's evolution the report shows.
 POLICY_NIGHTS = 7
+
+
+def _figure(x) -> str:
+    return "none" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def gate_lines(g: dict | None) -> list[str]:
+    """What the night's gate measured (metrics["gate"]), in a few lines."""
+    if not g:
+        return []
+    b, a = g.get("before", {}), g.get("after", {})
+    lines = [f"  held-out log-prob {b.get('heldout_logprob')} → "
+             f"{a.get('heldout_logprob')}; drift KL {g.get('drift_kl')} "
+             f"(never-trained questions {g.get('unseen_drift_kl')}); "
+             f"perplexity change {g.get('ppl_change')}"]
+    if b.get("earlier_logprob") is not None:
+        lines.append(f"  earlier nights' probes: log-prob {_figure(b['earlier_logprob'])} → "
+                     f"{_figure(a.get('earlier_logprob'))}; their facts' soft recall "
+                     f"{_figure(b.get('earlier_fact_recall'))} → "
+                     f"{_figure(a.get('earlier_fact_recall'))}")
+    if g.get("quiz_right_before") is not None:
+        lines.append(f"  general quiz: {g['quiz_right_after']} of the "
+                     f"{g['quiz_right_before']} it knew still right")
+    return lines
 
 
 def dream_lines(d: dict | None) -> list[str]:

@@ -209,10 +209,13 @@ class SleepOptions:
     # What of earlier nights' probes must not become less likely: "answer", the mean
     # log-prob of all of each stored answer's tokens; or "facts", the soft recall
     # (gate.soft_recall) of only the tokens that spell the answer's content words
-    # (gate.fact_positions), with the same allowance as a ratio. A night that
-    # quotes rewords answers ("You mentioned..."), which "answer" counts as
-    # forgetting: it rejected 5 of 25 nights with quoting (bench/RESULTS.md,
-    # seventeenth round).
+    # (gate.fact_positions), with the same allowance as a ratio. Both are measured
+    # every night. "answer": on dev-week over five seeds (bench/RESULTS.md,
+    # eighteenth round) "facts" rejected three of the five nights "answer" did
+    # (their facts had dropped 12-15%) and kept one seed's two, whose facts held
+    # while their wording moved: today's recall 0.26 -> 0.28, the end of the week
+    # 5.2/15 both, general probes 5.2 -> 4.8/6. Not enough to change what the gate
+    # protects.
     earlier_probe_check: str = "answer"
 
     # -- time -------------------------------------------------------------------------
