@@ -151,7 +151,9 @@ class SleepOptions:
     # -- generalized distillation ---------------------------------------------------
     # Dev-week day 1 (embedded model, off-policy): held-out questions gain most of
     # their log-prob by step 24 (-1.55 -> -1.42, -1.39 at 36, -1.37 at 48) with the
-    # same recall; each step costs ~5 s on a 2-core CPU.
+    # same recall; each step costs ~5 s on a 2-core CPU. (Tried 48 on dev-week seeds
+    # 0-2 with quoting (bench/RESULTS.md, eighteenth round): today's recall 0.18 ->
+    # 0.33, the end of the week 5.0 -> 4.7/15, nights ~1.6x as long.)
     steps: int = 32
     batch_size: int = 4
     # Share of every off-policy batch given to anchors. Dev-week day 1, 32 steps
