@@ -132,7 +132,7 @@ FACTS = {**BASE, "earlier_fact_recall": 0.40}
      None),
     ({"earlier_logprob": -2.5, "earlier_fact_recall": 0.40}, GATE,
      "earlier nights' probes became less likely"),
-    # 0.40 -> 0.37 is within exp(-0.05) = 0.951 of it; 0.37 -> 0.36 is not.
+    # 0.385 is within exp(-0.05) = 0.951 of 0.40 (0.380); 0.36 is not.
     ({"earlier_fact_recall": 0.385}, GATE.but(earlier_probe_check="facts"), None),
     ({"earlier_fact_recall": 0.36}, GATE.but(earlier_probe_check="facts"),
      "earlier nights' facts became less likely"),

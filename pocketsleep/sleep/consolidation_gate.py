@@ -28,8 +28,6 @@ experts off, the new expert on); and "without" (both off: no memory of them).
 
 from __future__ import annotations
 
-import math
-
 from .. import prompts
 from ..backends.mlx_lora import without_trainable_expert
 from ..eval.scoring import mentions
@@ -82,12 +80,11 @@ def check(teacher: WearingTeacher, heldout: list[Example], anchors: list[Example
     # A night's gate lets earlier probes lose this many nats per token; as a ratio of
     # per-token probability, the same allowance.
     tolerance = gate.EARLIER_TOLERANCE + options.max_earlier_drop
-    keep_ratio = math.exp(-tolerance)
     reasons = []
     for key, what in (("kept", "the retiring experts' probes"),
                       ("earlier", "the other experts' probes")):
         b, a = before[key]["soft_recall"], after[key]["soft_recall"]
-        if b is not None and a < b * keep_ratio and b - a > gate.NEGLIGIBLE_RECALL:
+        if gate.soft_recall_lost(b, a, tolerance):
             reasons.append(f"soft recall of {what} fell from {b:.3g} to {a:.3g}")
     if after["kept"].get("recalled", 0) < before["kept"].get("recalled", 0):
         reasons.append(f"recalls {after['kept']['recalled']} of the retiring experts' "

@@ -69,6 +69,13 @@ def soft_recall(logprobs: list[float]) -> float | None:
     return float(np.mean(np.exp(logprobs))) if logprobs else None
 
 
+def soft_recall_lost(before: float | None, after: float, allowed: float) -> bool:
+    """A soft recall fell by more than `allowed` nats per token, as a ratio of
+    per-token probability, and by more than NEGLIGIBLE_RECALL."""
+    return (before is not None and after < before * np.exp(-allowed)
+            and before - after > NEGLIGIBLE_RECALL)
+
+
 def earlier_measures(io: ModelIO, earlier: list[tuple[str, str]]) -> dict:
     """Earlier nights' probes: the mean log-prob per token of their whole answers, and
     the soft recall of their fact tokens (fact_positions; probes with none left out)."""
@@ -197,8 +204,7 @@ def earlier_dropped(before: dict, after: dict, options: SleepOptions) -> list[st
     allowed = EARLIER_TOLERANCE + options.max_earlier_drop
     if options.earlier_probe_check == "facts":
         b, a = before.get("earlier_fact_recall"), after.get("earlier_fact_recall")
-        # The same allowance as a ratio of per-token probability.
-        if b is not None and a < b * np.exp(-allowed) and b - a > NEGLIGIBLE_RECALL:
+        if soft_recall_lost(b, a, allowed):
             return [f"earlier nights' facts became less likely (soft recall {b:.3f} -> {a:.3f})"]
         return []
     b, a = before["earlier_logprob"], after["earlier_logprob"]
