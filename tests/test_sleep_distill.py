@@ -205,6 +205,53 @@ def test_batches_fall_back_to_what_there_is():
     assert not distill_module.OffPolicyBatches(_Ids(), [], FAST, random.Random(0))
 
 
+def _earlier(n: int):
+    """Anchors that are earlier nights' probes (their questions are 'earlier i?')."""
+    from dataclasses import replace
+
+    return [replace(e, kind="anchor", earlier=True) for e in _examples("earlier", n)]
+
+
+def test_earlier_anchor_slots_replay_earlier_probes_in_every_batch():
+    import random
+
+    earlier_len, anchor_len = len("earlier 0?"), len("anchor 0?")
+    train = _examples("statement", 7) + _examples("anchor", 3)
+    train += _earlier(2)
+    batches = distill_module.OffPolicyBatches(_Ids(), train, FAST.but(
+        batch_size=4, anchor_share=0.5, earlier_anchor_slots=1), random.Random(0))
+    replayed = []
+    for _ in range(4):
+        chunk = batches.next()
+        assert [item[0] for item in chunk].count([anchor_len]) == 1
+        replayed += [item[1][0] for item in chunk if item[0] == [earlier_len]]
+    assert sorted(replayed) == [0, 0, 1, 1]  # each earlier probe in every other batch
+    # With no generic anchors the earlier probes take every anchor place.
+    alone = distill_module.OffPolicyBatches(
+        _Ids(), _examples("statement", 7) + _earlier(2),
+        FAST.but(batch_size=4, anchor_share=0.5, earlier_anchor_slots=1), random.Random(0))
+    assert [item[0] for item in alone.next()].count([earlier_len]) == 2
+
+
+def test_without_earlier_anchor_slots_earlier_probes_are_drawn_as_any_anchor():
+    """0 (the default): the batches are exactly those of anchors with no mark."""
+    import random
+    from dataclasses import replace
+
+    train = _examples("statement", 7) + _examples("anchor", 3)
+    marked = train + _earlier(2)
+    unmarked = [replace(e, earlier=False) for e in marked]
+    a = distill_module.OffPolicyBatches(_Ids(), marked, FAST, random.Random(3))
+    b = distill_module.OffPolicyBatches(_Ids(), unmarked, FAST, random.Random(3))
+    for _ in range(5):
+        assert [(x[0], x[1]) for x in a.next()] == [(x[0], x[1]) for x in b.next()]
+
+
+def test_earlier_anchor_slots_cannot_be_negative():
+    with pytest.raises(ValueError, match="earlier_anchor_slots"):
+        FAST.but(earlier_anchor_slots=-1)
+
+
 def test_earlier_probes_become_anchors_scored_by_the_pre_sleep_model(setup):
     """Their targets are the model's own distribution over the stored answer with
     tonight's expert off, so distilling them holds earlier nights' answers in place."""
@@ -220,6 +267,7 @@ def test_earlier_probes_become_anchors_scored_by_the_pre_sleep_model(setup):
                ("Where does Anna live?", "In Lisbon.")]
     anchors = earlier_anchors(io, earlier, FAST.but(earlier_anchors=1))
     assert [(e.kind, e.question) for e in anchors] == [("anchor", "Where does Anna live?")]
+    assert anchors[0].earlier  # OffPolicyBatches can give these their own places
     a = anchors[0]
     assert a.answer.tokens == io.text_ids("In Lisbon.") and a.answer.end_token is None
     prompt = io.chat_ids(prompts.closed_book(a.question))

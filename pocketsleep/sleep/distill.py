@@ -88,27 +88,39 @@ class OffPolicyBatches:
 
     Anchors are few next to the day's questions; drawn at random they appeared in one
     batch out of several, and general text drifted in between. A fixed share in every
-    batch holds old behaviour in place at each step."""
+    batch holds old behaviour in place at each step. With
+    SleepOptions.earlier_anchor_slots, that many of the anchor places go to earlier
+    nights' probes alone, so they are replayed as often as the generic prompts
+    together, not in proportion to their number."""
 
     def __init__(self, io: ModelIO, train: list[Example], options: SleepOptions,
                  rng: random.Random):
         self.learn = _offpolicy_items(io, [e for e in train if e.kind != "anchor"],
                                       options.fact_token_weight)
-        self.anchor = _offpolicy_items(io, [e for e in train if e.kind == "anchor"])
+        anchors = [e for e in train if e.kind == "anchor"]
+        marked = list(zip(_offpolicy_items(io, anchors), [e.earlier for e in anchors]))
         rng.shuffle(self.learn)
-        rng.shuffle(self.anchor)
+        rng.shuffle(marked)  # the same draws as shuffling the items alone
+        self.anchor = [item for item, _ in marked]
+        self.earlier = ([item for item, earlier in marked if earlier]
+                        if options.earlier_anchor_slots else [])
+        generic = [item for item, earlier in marked if not (earlier and self.earlier)]
         share = options.anchor_share
         n_anchor = max(1, round(options.batch_size * share)) if share > 0 else 0
-        self.n_anchor = (n_anchor if self.learn else options.batch_size) if self.anchor else 0
-        self.n_learn = options.batch_size - self.n_anchor if self.learn else 0
-        self.cursors = [0, 0]
+        n_anchor = (n_anchor if self.learn else options.batch_size) if self.anchor else 0
+        n_earlier = min(options.earlier_anchor_slots, n_anchor) if self.earlier else 0
+        if not generic:
+            n_earlier = n_anchor
+        self.pools = [(self.learn, options.batch_size - n_anchor if self.learn else 0),
+                      (generic, n_anchor - n_earlier), (self.earlier, n_earlier)]
+        self.cursors = [0] * len(self.pools)
 
     def __bool__(self) -> bool:
         return bool(self.learn or self.anchor)
 
     def next(self) -> list:
         out = []
-        for which, (pool, n) in enumerate(((self.learn, self.n_learn), (self.anchor, self.n_anchor))):
+        for which, (pool, n) in enumerate(self.pools):
             out += [pool[(self.cursors[which] + i) % len(pool)] for i in range(n)]
             self.cursors[which] += n
         return out

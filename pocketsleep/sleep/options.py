@@ -126,6 +126,10 @@ class SleepOptions:
     anchor_tokens: int = 64
     # Earlier nights' stored probes (the most recent) held in place as anchors.
     earlier_anchors: int = 16
+    # Places of every off-policy batch's anchor share kept for those probes (when
+    # there are any); 0 = they are drawn with the generic anchors, each replayed
+    # about as often as a generic prompt (night 5: ~3 times in 32 steps).
+    earlier_anchor_slots: int = 0
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
     # what the user said (selfstudy.fact_token_weights); 1 = every token alike.
@@ -280,6 +284,9 @@ class SleepOptions:
         if self.earlier_probe_check not in EARLIER_PROBE_CHECKS:
             raise ValueError(f"earlier_probe_check is {self.earlier_probe_check!r}; "
                              f"one of {', '.join(EARLIER_PROBE_CHECKS)}")
+        if self.earlier_anchor_slots < 0:
+            raise ValueError(f"earlier_anchor_slots is {self.earlier_anchor_slots}; "
+                             "0 or more")
 
     def but(self, **changes) -> "SleepOptions":
         return replace(self, **changes)

@@ -61,6 +61,7 @@ class Example:
     teacher_messages: list[dict]  # what the teacher saw
     answer: Generated  # teacher's answer tokens and top-k targets
     statement: str | None = None
+    earlier: bool = False  # an anchor that is an earlier night's probe (earlier_anchors)
 
     @property
     def student_messages(self) -> list[dict]:
@@ -529,7 +530,8 @@ def earlier_anchors(io: ModelIO, earlier: Sequence[tuple[str, str]],
     for question, answer in chosen:
         messages = prompts.closed_book(question)
         out.append(Example("anchor", question, messages,
-                           forced_answer(io, messages, io.text_ids(answer), options.top_k)))
+                           forced_answer(io, messages, io.text_ids(answer), options.top_k),
+                           earlier=True))
     return out
 
 
