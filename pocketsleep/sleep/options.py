@@ -128,7 +128,11 @@ class SleepOptions:
     earlier_anchors: int = 16
     # Places of every off-policy batch's anchor share kept for those probes (when
     # there are any); 0 = they are drawn with the generic anchors, each replayed
-    # about as often as a generic prompt (night 5: ~3 times in 32 steps).
+    # about as often as a generic prompt (~4 times in 32 steps). 0: with 1, on
+    # dev-week seeds 0 and 2 (bench/RESULTS.md, nineteenth round) the gate kept
+    # 10 nights of 10 against 6 and today's recall rose 0.23 -> 0.34, but the gate
+    # checks these very probes, their facts still fell 12% on one night, the generic
+    # prompts' drift rose 2-3x, and the end of the week fell 6.0 -> 5.0/15.
     earlier_anchor_slots: int = 0
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
@@ -155,9 +159,10 @@ class SleepOptions:
     # -- generalized distillation ---------------------------------------------------
     # Dev-week day 1 (embedded model, off-policy): held-out questions gain most of
     # their log-prob by step 24 (-1.55 -> -1.42, -1.39 at 36, -1.37 at 48) with the
-    # same recall; each step costs ~5 s on a 2-core CPU. (Tried 48 on dev-week seeds
-    # 0-2 with quoting (bench/RESULTS.md, eighteenth round): today's recall 0.18 ->
-    # 0.33, the end of the week 5.0 -> 4.7/15, nights ~1.6x as long.)
+    # same recall; each step costs ~5 s on a 2-core CPU. (Tried 48 on dev-week, five
+    # seeds with quoting (bench/RESULTS.md, eighteenth and nineteenth rounds): today's
+    # recall 0.26 -> 0.32 but lower on two seeds, the end of the week 5.2 -> 5.0/15,
+    # general 5.2/6 both, nights kept 19 -> 23 of 25, distillation ~1.6x as long.)
     steps: int = 32
     batch_size: int = 4
     # Share of every off-policy batch given to anchors. Dev-week day 1, 32 steps
