@@ -127,12 +127,13 @@ class SleepOptions:
     # Earlier nights' stored probes (the most recent) held in place as anchors.
     earlier_anchors: int = 16
     # Places of every off-policy batch's anchor share kept for those probes (when
-    # there are any); 0 = they are drawn with the generic anchors, each replayed
-    # about as often as a generic prompt (~4 times in 32 steps). 0: with 1, on
-    # dev-week seeds 0 and 2 (bench/RESULTS.md, nineteenth round) the gate kept
-    # 10 nights of 10 against 6 and today's recall rose 0.23 -> 0.34, but the gate
-    # checks these very probes, their facts still fell 12% on one night, the generic
-    # prompts' drift rose 2-3x, and the end of the week fell 6.0 -> 5.0/15.
+    # there are any; seeding's batches, not dreaming's rehearsal); 0 = they are
+    # drawn with the generic anchors, each replayed about as often as a generic
+    # prompt (~4 times in 32 steps). 0: with 1, on dev-week seeds 0 and 2
+    # (bench/RESULTS.md, nineteenth round) the gate kept 10 nights of 10 against 6
+    # and today's recall rose 0.23 -> 0.34, but the gate checks these very probes,
+    # their facts still fell 12% on one night, the generic prompts' drift rose
+    # 2-3x, and the end of the week fell 6.0 -> 5.0/15.
     earlier_anchor_slots: int = 0
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
