@@ -129,11 +129,12 @@ class SleepOptions:
     # Places of every off-policy batch's anchor share kept for those probes (when
     # there are any; seeding's batches, not dreaming's rehearsal); 0 = they are
     # drawn with the generic anchors, each replayed about as often as a generic
-    # prompt (~4 times in 32 steps). 0: with 1, on dev-week seeds 0 and 2
-    # (bench/RESULTS.md, nineteenth round) the gate kept 10 nights of 10 against 6
-    # and today's recall rose 0.23 -> 0.34, but the gate checks these very probes,
-    # their facts still fell 12% on one night, the generic prompts' drift rose
-    # 2-3x, and the end of the week fell 6.0 -> 5.0/15.
+    # prompt (~4 times in 32 steps). 0: with 1, on dev-week seeds 0, 1, 2 and 4
+    # (bench/RESULTS.md, nineteenth round) the gate kept 20 nights of 20 against 14
+    # and today's recall rose 0.22 -> 0.32, general probes 5.0 -> 5.25/6, but the
+    # end of the week did not gain (5.25 -> 5.0/15), the gate checks these very
+    # probes (their facts still fell 12% on one kept night), and the generic
+    # prompts drifted 2-3x as far. Next: seed 3, and with earlier_probe_check=facts.
     earlier_anchor_slots: int = 0
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
