@@ -164,7 +164,8 @@ class SleepOptions:
     # same recall; each step costs ~5 s on a 2-core CPU. (Tried 48 on dev-week, five
     # seeds with quoting (bench/RESULTS.md, eighteenth and nineteenth rounds): today's
     # recall 0.26 -> 0.32 but lower on two seeds, the end of the week 5.2 -> 5.0/15,
-    # general 5.2/6 both, nights kept 19 -> 23 of 25, distillation ~1.6x as long.)
+    # general 5.2/6 both, nights kept 19 -> 23 of 25; a night 1.3x as long, 264-291 s
+    # alone on this CPU, at the edge of the 5-minute target.)
     steps: int = 32
     batch_size: int = 4
     # Share of every off-policy batch given to anchors. Dev-week day 1, 32 steps
