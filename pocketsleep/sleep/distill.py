@@ -90,8 +90,8 @@ class OffPolicyBatches:
     batch out of several, and general text drifted in between. A fixed share in every
     batch holds old behaviour in place at each step. With
     SleepOptions.earlier_anchor_slots, that many of the anchor places go to earlier
-    nights' probes alone, so they are replayed as often as the generic prompts
-    together, not in proportion to their number."""
+    nights' probes alone, so they are replayed at a fixed rate, not in proportion to
+    their number among the anchors."""
 
     def __init__(self, io: ModelIO, train: list[Example], options: SleepOptions,
                  rng: random.Random):
@@ -102,17 +102,17 @@ class OffPolicyBatches:
         rng.shuffle(self.learn)
         rng.shuffle(marked)  # the same draws as shuffling the items alone
         self.anchor = [item for item, _ in marked]
-        self.earlier = ([item for item, earlier in marked if earlier]
-                        if options.earlier_anchor_slots else [])
-        generic = [item for item, earlier in marked if not (earlier and self.earlier)]
+        apart = options.earlier_anchor_slots > 0  # else earlier probes are generic ones
+        earlier = [item for item, is_earlier in marked if apart and is_earlier]
+        generic = [item for item, is_earlier in marked if not (apart and is_earlier)]
         share = options.anchor_share
         n_anchor = max(1, round(options.batch_size * share)) if share > 0 else 0
         n_anchor = (n_anchor if self.learn else options.batch_size) if self.anchor else 0
-        n_earlier = min(options.earlier_anchor_slots, n_anchor) if self.earlier else 0
+        n_earlier = min(options.earlier_anchor_slots, n_anchor) if earlier else 0
         if not generic:
             n_earlier = n_anchor
         self.pools = [(self.learn, options.batch_size - n_anchor if self.learn else 0),
-                      (generic, n_anchor - n_earlier), (self.earlier, n_earlier)]
+                      (generic, n_anchor - n_earlier), (earlier, n_earlier)]
         self.cursors = [0] * len(self.pools)
 
     def __bool__(self) -> bool:
