@@ -42,13 +42,13 @@ ABOUT = "What did I say about "
 
 
 def learnable_questions(monkeypatch) -> None:
-    from pocketsleep.sleep import selfstudy
+    from pocketsleep.sleep import questions, selfstudy
 
     def write_questions(io, statements, n, seed):
         return [[f"{ABOUT}{s.split()[1]} {s.split()[2]}?"] for s in statements]
 
-    monkeypatch.setattr(selfstudy, "write_questions", write_questions)
-    monkeypatch.setattr(selfstudy, "write_question_lists",
+    monkeypatch.setattr(questions, "write_questions", write_questions)
+    monkeypatch.setattr(questions, "write_question_lists",
                         lambda io, statements, n, seed: [[] for _ in statements])
     # Whole answers: a random model's text has sentence ends anywhere.
     monkeypatch.setattr(selfstudy, "through_sentence_stating", lambda io, answer, words: answer)

@@ -43,13 +43,13 @@ def learnable_self_study(monkeypatch) -> None:
     """Make self-study keep what the teacher says: one fixed question per statement
     (a random model writes none that look like questions) and every answer usable
     (a random model's answers are never grounded). The rest runs for real."""
-    from pocketsleep.sleep import selfstudy
+    from pocketsleep.sleep import questions, selfstudy
 
     def write_questions(io, statements, n, seed):
         return [[f"What did I tell you in statement {i}?"] for i, _ in enumerate(statements)]
 
-    monkeypatch.setattr(selfstudy, "write_questions", write_questions)
-    monkeypatch.setattr(selfstudy, "write_question_lists",
+    monkeypatch.setattr(questions, "write_questions", write_questions)
+    monkeypatch.setattr(questions, "write_question_lists",
                         lambda io, statements, n, seed: [[] for _ in statements])
     # Whole answers: a random model's text has sentence ends anywhere.
     monkeypatch.setattr(selfstudy, "through_sentence_stating", lambda io, answer, words: answer)

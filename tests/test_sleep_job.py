@@ -104,7 +104,7 @@ def test_the_expert_loads_onto_the_base_model(paths, journal, config):
 
 
 def test_a_private_conversation_never_reaches_the_model(paths, journal, config, monkeypatch):
-    from pocketsleep.sleep import selfstudy
+    from pocketsleep.sleep import questions, selfstudy
 
     learnable_self_study(monkeypatch)
     seen: list[str] = []
@@ -120,7 +120,8 @@ def test_a_private_conversation_never_reaches_the_model(paths, journal, config, 
 
     monkeypatch.setattr(selfstudy.ModelIO, "chat_ids", record_chat)
     monkeypatch.setattr(selfstudy.ModelIO, "text_ids", record_text)
-    # Every prompt the model runs, decoded (generation goes through generate_batch).
+    # Every prompt the model runs, decoded (self-study's generation goes through
+    # generate_batch, in selfstudy and in the question writers).
     decoded: list[str] = []
     real_batch = selfstudy.generate_batch
 
@@ -137,6 +138,7 @@ def test_a_private_conversation_never_reaches_the_model(paths, journal, config, 
 
     monkeypatch.setattr(selfstudy.ModelIO, "__init__", init)
     monkeypatch.setattr(selfstudy, "generate_batch", record_batch)
+    monkeypatch.setattr(questions, "generate_batch", record_batch)
 
     private_before = journal.log_conversation(PRIVATE, private=True)
     day = log_day(journal)

@@ -265,7 +265,7 @@ class ScriptedWriter:
 
 
 def test_question_lists_are_split_filtered_and_kept_once(monkeypatch):
-    from pocketsleep.sleep import selfstudy
+    from pocketsleep.sleep import questions
 
     statements = ["My dog is a beagle named Biscuit.", "I work as a nurse at night."]
     io = ScriptedWriter([
@@ -279,8 +279,8 @@ def test_question_lists_are_split_filtered_and_kept_once(monkeypatch):
         seen.update(temps=temps, prompts=[io.prompts[p[0]] for p in prompts_])
         return [Generated([text], None, None, None) for text in io.completions]
 
-    monkeypatch.setattr(selfstudy, "generate_batch", fake_generate)
-    found = selfstudy.write_question_lists(io, statements, n=2, seed=0)
+    monkeypatch.setattr(questions, "generate_batch", fake_generate)
+    found = questions.write_question_lists(io, statements, n=2, seed=0)
     # Not about the user ("What kind of dog is Biscuit?", "What do you eat?"), not a
     # question ("what?"), or asked already: dropped.
     assert found == [["What breed is my dog?", "What is my dog's name?",
@@ -400,7 +400,7 @@ def test_a_forced_start_goes_before_statement_answers_only_as_distinct_one_hot_t
 
 
 def test_rewordings_train_each_question_again_in_new_words_with_rescored_answers(monkeypatch):
-    from pocketsleep.sleep import selfstudy
+    from pocketsleep.sleep import questions, selfstudy
 
     street, job = "My new address will be on Clover Street.", "I got a new job in Leeds."
     view = [{"role": "user", "content": street}, {"role": "assistant", "content": "Great!"}]
@@ -433,7 +433,7 @@ def test_rewordings_train_each_question_again_in_new_words_with_rescored_answers
         return Generated(list(answer), None, np.full((len(answer), top_k), 7, np.int32),
                          np.full((len(answer), top_k), -1.0, np.float32))
 
-    monkeypatch.setattr(selfstudy, "generate_batch", fake_generate)
+    monkeypatch.setattr(questions, "generate_batch", fake_generate)
     monkeypatch.setattr(selfstudy, "forced_answer", fake_forced)
     teacher = object()
     out = selfstudy.reworded_examples(io, teacher, train, heldout,

@@ -19,9 +19,8 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-
 from .. import prompts
-from . import selfstudy
+from . import questions, selfstudy
 from .episode import Episode
 from .options import SleepOptions
 from .sampling import generate_batch
@@ -38,7 +37,7 @@ def build(teacher: WearingTeacher, episode: Episode, kept: list[tuple[str, str]]
     exchanges = episode.exchanges()
     progress("consolidation: writing questions", 0, 1)
     with teacher.wearing():
-        written = selfstudy.write_questions(io, [x.statement for x in exchanges],
+        written = questions.write_questions(io, [x.statement for x in exchanges],
                                             options.questions_per_statement, options.seed)
     asked, temps, meta = [], [], []
 
@@ -48,8 +47,8 @@ def build(teacher: WearingTeacher, episode: Episode, kept: list[tuple[str, str]]
             temps.append(0.0 if j == 0 else 0.7)
             meta.append((kind, question, source))
 
-    for x, questions in zip(exchanges, written):
-        for q in questions:
+    for x, mine in zip(exchanges, written):
+        for q in mine:
             ask("statement", q, x.statement, options.answers_per_question)
     said = " ".join(m["content"] for c in episode.conversations for m in c if m["role"] == "user")
     for q in prompts.RECALL_PROMPTS:

@@ -1,8 +1,8 @@
 """Knowledge seeding, step 1: the training set D, sampled from the model itself.
 
 - Questions: for every message in which the user said something, the model writes
-  questions it could be asked later (few-shot completion), plus a few fixed recall
-  requests per conversation.
+  questions it could be asked later (few-shot completion, sleep/questions.py), plus
+  a few fixed recall requests per conversation.
 - Answers: the teacher (the pre-sleep model *with the episode in context* — the part
   of it the question is about, as real chat turns) answers each question; its top-k
   distribution at every token is kept as the target. Only answers grounded in what
@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import control_tokens, prompts
+from . import questions
 from .episode import Episode, Exchange
 from .objective import NEG
 from .options import SleepOptions
@@ -30,8 +31,6 @@ from .restate import restated, sentences
 from .sampling import Generated, generate_batch
 from .words import content_words, token_positions, word_spans
 
-QUESTION_MAX_TOKENS = 24
-_QUESTION = re.compile(r"^[A-Z][^\n?]{8,120}\?$")
 _ROLE_TALK = re.compile(r"\b(User|Assistant|The user said)\s*:")
 
 
@@ -98,80 +97,6 @@ class ModelIO:
         return eos if eos is not None else min(self.eos_ids)
 
 
-# A question about the user, not about the words of the statement ("What city is
-# Rotterdam?" teaches nothing about the user).
-_ABOUT_USER = re.compile(r"\b(I|I'm|I've|me|my|mine|we|our|us)\b", re.IGNORECASE)
-
-
-def usable_question(question: str, kept: list[str]) -> bool:
-    """A new question, about the user, that looks like one."""
-    return bool(_QUESTION.match(question) and _ABOUT_USER.search(question)
-                and question not in kept)
-
-
-def completions(io: ModelIO, texts: list[str], per_text: int, max_tokens: int,
-                seed: int) -> list[list[str]]:
-    """`per_text` one-line completions of each of `texts` (the first greedy, the rest
-    sampled), all decoded in one batch, grouped by text."""
-    newline = set(io.text_ids("\n"))
-    prompts_ = [io.text_ids(t) for t in texts for _ in range(per_text)]
-    temps = [0.0 if i % per_text == 0 else 0.8 for i in range(len(prompts_))]
-    outs = generate_batch(io.model, prompts_, io.eos_ids | newline, max_tokens,
-                          temps, top_k=1, seed=seed) if prompts_ else []
-    out = [io.decode(o.tokens) for o in outs]
-    return [out[i * per_text:(i + 1) * per_text] for i in range(len(texts))]
-
-
-def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> list[list[str]]:
-    """Up to `n` distinct questions about each statement (prompts.QUESTION_WRITER)."""
-    tries = n + 2  # spare tries for duplicates and junk
-    found: list[list[str]] = []
-    for texts in completions(io, [prompts.QUESTION_WRITER.format(statement=s)
-                                  for s in statements], tries, QUESTION_MAX_TOKENS, seed):
-        mine: list[str] = []
-        for question in (t.strip() for t in texts):
-            if usable_question(question, mine) and len(mine) < n:
-                mine.append(question)
-        found.append(mine)
-    return found
-
-
-LIST_MAX_TOKENS = 64
-_LIST_ITEM = re.compile(r"[^?]+\?")
-
-
-def write_question_lists(io: ModelIO, statements: list[str], n: int,
-                         seed: int) -> list[list[str]]:
-    """For each statement, the questions of `n` list completions
-    (prompts.QUESTION_LIST_WRITER), split, each usable one once."""
-    found: list[list[str]] = []
-    for texts in completions(io, [prompts.QUESTION_LIST_WRITER.format(statement=s)
-                                  for s in statements], n, LIST_MAX_TOKENS, seed):
-        mine: list[str] = []
-        for question in (q.strip() for t in texts for q in _LIST_ITEM.findall(t)):
-            if usable_question(question, mine):
-                mine.append(question)
-        found.append(mine)
-    return found
-
-
-def write_rewordings(io: ModelIO, asked: list[tuple[str, str]], n: int, taken: set[str],
-                     seed: int) -> list[list[str]]:
-    """Up to `n` other wordings (prompts.QUESTION_REWORDER) of each (statement,
-    question) in `asked`: usable questions, none in `taken` and each found once."""
-    texts = [prompts.QUESTION_REWORDER.format(statement=s, question=q) for s, q in asked]
-    taken = set(taken)
-    found: list[list[str]] = []
-    for outs in completions(io, texts, n + 1, QUESTION_MAX_TOKENS, seed):
-        mine: list[str] = []
-        for question in (t.strip() for t in outs):
-            if usable_question(question, mine) and question not in taken and len(mine) < n:
-                mine.append(question)
-                taken.add(question)
-        found.append(mine)
-    return found
-
-
 def reworded_examples(io: ModelIO, teacher: "Teacher", train: list[Example],
                       heldout: list[Example], options: SleepOptions, seed: int,
                       progress: Callable[[str, int, int], None] = lambda *a: None
@@ -191,8 +116,8 @@ def reworded_examples(io: ModelIO, teacher: "Teacher", train: list[Example],
     taken = {e.question for e in train + heldout}
     asked = list(answers)
     out = []
-    for key, words in zip(asked, write_rewordings(io, asked, options.question_rewordings,
-                                                  taken, seed)):
+    for key, words in zip(asked, questions.write_rewordings(
+            io, asked, options.question_rewordings, taken, seed)):
         for i, question in enumerate(words):
             e = answers[key][i % len(answers[key])]
             messages = e.teacher_messages[:-1] + [{"role": "user", "content": question}]
@@ -344,16 +269,16 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     exchanges = episode.exchanges()
     progress("writing questions", 0, 1)
     statements = [x.statement for x in exchanges]
-    singly = write_questions(io, statements, options.questions_per_statement, seed)
-    listed = write_question_lists(io, statements, options.question_lists, seed)
+    singly = questions.write_questions(io, statements, options.questions_per_statement, seed)
+    listed = questions.write_question_lists(io, statements, options.question_lists, seed)
     written = [(one + [q for q in more if q not in one])[:options.max_questions_per_statement]
                for one, more in zip(singly, listed)]
 
     # Each question is answered greedily from every teacher view, then sampled from
     # the first until it has `answers_per_question` answers.
     asked, temps, meta = [], [], []
-    for x, questions in zip(exchanges, written):
-        for q in questions:
+    for x, mine in zip(exchanges, written):
+        for q in mine:
             views = teacher_views(x, q)
             for j in range(options.answers_per_question):
                 asked.append(views[j] if j < len(views) else views[0])
@@ -402,8 +327,8 @@ def retried_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
         return []
     answered = {(e.question, e.statement) for e in found if e.kind == "statement"}
     asked, temps, meta = [], [], []
-    for x, questions in zip(exchanges, written):
-        for q in questions:
+    for x, mine in zip(exchanges, written):
+        for q in mine:
             if (q, x.statement) in answered:
                 continue
             views = teacher_views(x, q)
@@ -440,10 +365,10 @@ def restated_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
     if not options.restated_answers:
         return []
     asked = []  # (kind, question, teacher view, what the user said, said back)
-    for x, questions in zip(episode.exchanges(), written):
+    for x, mine in zip(episode.exchanges(), written):
         said = restated(x.statement, content_words)
         asked += [("statement", q, teacher_views(x, q)[0], x.statement, said)
-                  for q in questions if said]
+                  for q in mine if said]
     for conversation in episode.conversations:
         turns = [m for m in conversation if m["role"] != "system"]
         users = [m["content"] for m in turns if m["role"] == "user"]
