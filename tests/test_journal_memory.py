@@ -48,6 +48,21 @@ def test_probes_name_the_conversation_they_were_written_from(journal):
     assert journal.expert_sources([eid, old]) == [dog, cat]
 
 
+def test_probe_conversations_are_those_still_learned_and_not_private(journal):
+    """What an earlier probe's anchor may reread (earlier_anchor_targets): only a
+    conversation an active expert learned, that the user has not made private."""
+    _, (dog, cat, bird, hen) = night(journal, "dog", "cat", "bird", "hen")
+    sid = journal.begin_sleep()
+    journal.accept_expert(sid, "nightly", "n", {}, [], [("Old style?", "yes")], {})
+    gone, _ = night(journal, "fish")
+    journal.db.execute("UPDATE experts SET status = 'rejected' WHERE id = ?", [gone])
+    journal.set_private(cat)
+    journal.forget(bird)
+    # Pending again (as after a rollback): no longer learned.
+    journal.db.execute("UPDATE conversations SET status = 'pending' WHERE id = ?", [hen])
+    assert journal.probe_conversations() == {("Who is my dog?", "Rex"): dog}
+
+
 def test_a_consolidation_is_one_transaction(journal):
     e1, c1 = night(journal, "dog")
     e2, c2 = night(journal, "cat", "bird")

@@ -284,6 +284,46 @@ def test_earlier_probes_become_anchors_scored_by_the_pre_sleep_model(setup):
     assert earlier_anchors(io, earlier, FAST.but(earlier_anchors=0)) == []
 
 
+def test_earlier_anchors_can_reread_the_conversation_a_probe_came_from(setup):
+    """earlier_anchor_targets="conversation": a probe whose conversation is known is
+    scored by the teacher reading it (the student still asked closed-book); one
+    without stays closed-book; by default no conversation is read."""
+    import numpy as np
+
+    from pocketsleep import prompts
+    from pocketsleep.sleep.sampling import log_softmax
+    from pocketsleep.sleep.selfstudy import earlier_anchors
+
+    io, teacher, _ = setup
+    turns = [{"role": "system", "content": "You are a helpful assistant."},
+             {"role": "user", "content": "My dog is a beagle called Biscuit."},
+             {"role": "assistant", "content": "What a lovely name!"}]
+    dog, anna = ("What is my dog called?", "Biscuit."), ("Where does Anna live?", "In Lisbon.")
+    options = FAST.but(earlier_anchor_targets="conversation")
+    read, closed = earlier_anchors(io, [dog, anna], options, teacher, {dog: turns})
+    assert read.teacher_messages == prompts.teacher_view(turns[1:], dog[0])
+    assert read.student_messages == prompts.closed_book(dog[0]) and read.earlier
+    assert closed.teacher_messages == prompts.closed_book(anna[0])
+
+    def best(messages):
+        prompt = io.chat_ids(messages)
+        with mlx_lora.without_trainable_expert(io.model):
+            lp = log_softmax(io.model(mx.array(prompt + read.answer.tokens[:-1])[None])[0,
+                                                                   len(prompt) - 1:])
+        return np.sort(np.argsort(-np.array(lp), axis=-1)[:, :FAST.top_k], -1)
+
+    assert read.answer.tokens == io.text_ids(dog[1])
+    assert (np.sort(read.answer.topk_ids, -1) == best(read.teacher_messages)).all()
+    assert not (best(read.teacher_messages) == best(prompts.closed_book(dog[0]))).all()
+    [plain] = earlier_anchors(io, [dog], FAST, teacher, {dog: turns})
+    assert plain.teacher_messages == prompts.closed_book(dog[0])
+
+
+def test_earlier_anchor_targets_must_be_one_it_knows():
+    with pytest.raises(ValueError, match="earlier_anchor_targets"):
+        FAST.but(earlier_anchor_targets="dream")
+
+
 def test_a_forced_answer_start_is_taught_to_the_closed_book_student(setup):
     """SleepOptions.answer_start: the teacher answers after the forced words, and the
     student, trained on those answers, begins its own closed-book answer with them."""

@@ -446,6 +446,37 @@ def test_the_second_night_wears_the_first_expert_and_adds_its_own(
     assert set(statuses(journal).values()) == {"consolidated"}
 
 
+def test_earlier_anchors_reread_the_conversations_the_journal_still_holds(
+        paths, journal, config, monkeypatch):
+    """earlier_anchor_targets="conversation": the second night's anchors for night 1's
+    probes are scored by the teacher reading the conversation each was written from."""
+    from pocketsleep import prompts
+    from pocketsleep.sleep import selfstudy
+
+    learnable_self_study(monkeypatch)
+    options = FAST.but(heldout_fraction=1.0, earlier_anchor_targets="conversation")
+    first_day = log_day(journal)
+    assert run_sleep(paths, config, options).status == "succeeded"
+    written_from = journal.probe_conversations()
+    assert written_from and set(written_from.values()) <= set(first_day)
+    made = []
+    real = selfstudy.earlier_anchors
+
+    def earlier_anchors(io, earlier, opts, teacher=None, sources=None):
+        made.extend(real(io, earlier, opts, teacher, sources))
+        return made[:]
+
+    monkeypatch.setattr(selfstudy, "earlier_anchors", earlier_anchors)
+    log_day(journal, [[{"role": "user", "content": "I started learning the cello."}]])
+    assert run_sleep(paths, config, options).status == "succeeded"
+
+    assert sorted(e.question for e in made) == sorted(q for q, _ in written_from)
+    for (question, _), cid in written_from.items():
+        [e] = [e for e in made if e.question == question]
+        turns = [m for m in journal.turns(cid) if m["role"] != "system"]
+        assert e.teacher_messages == prompts.teacher_view(turns, question)
+
+
 def test_a_bare_teacher_reads_the_day_without_the_earlier_experts(
         paths, journal, config, monkeypatch):
     import mlx.core as mx

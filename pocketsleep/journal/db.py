@@ -338,6 +338,19 @@ class Journal:
             " WHERE e.status = 'active' ORDER BY p.id")
         return [(r["question"], json.loads(r["answers"])[0]) for r in rows]
 
+    def probe_conversations(self) -> dict[tuple[str, str], int]:
+        """(question, expected answer) -> the conversation it was written from, for
+        the probes of the experts the model wears now whose conversation is still
+        learned (consolidated) and not private. Probes stored before probes named
+        their conversation have none."""
+        rows = self.db.query(
+            "SELECT p.question, p.answers, p.conversation_id FROM probes p"
+            " JOIN experts e ON e.id = p.expert_id JOIN conversations c"
+            " ON c.id = p.conversation_id WHERE e.status = 'active' AND c.private = 0"
+            " AND c.status = 'consolidated' ORDER BY p.id")
+        return {(r["question"], json.loads(r["answers"])[0]): r["conversation_id"]
+                for r in rows}
+
     # -- nightly runs (the scheduled job) ----------------------------------------
 
     def begin_nightly_run(self, trigger: str, pid: int | None = None) -> int:

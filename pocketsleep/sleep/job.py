@@ -48,10 +48,16 @@ class Basis:
     level: str = "nightly"
     # (journal, sleep_id, folder name, config, probes, metrics) -> expert id
     record: Callable[..., int] | None = None
+    # Earlier probes -> the turns of the conversation each was written from
+    # (SleepOptions.earlier_anchor_targets = "conversation").
+    sources: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
 
     @classmethod
-    def tonight(cls, journal: Journal) -> "Basis":
-        return cls(journal.active_experts(), journal.active_probes())
+    def tonight(cls, journal: Journal, options: SleepOptions) -> "Basis":
+        sources = ({probe: journal.turns(cid)
+                    for probe, cid in journal.probe_conversations().items()}
+                   if options.earlier_anchor_targets == "conversation" else {})
+        return cls(journal.active_experts(), journal.active_probes(), sources=sources)
 
 
 # An expert's folder is named after its level and the sleep that made it.
@@ -94,7 +100,7 @@ def run_sleep(paths: Paths, config: Config, options: SleepOptions = SleepOptions
         sweep_unrecorded_experts(paths, journal, sleep_id)
         try:
             report = learn_episode(paths, config, options, journal, episode, sleep_id,
-                                   started, progress, Basis.tonight(journal))
+                                   started, progress, Basis.tonight(journal, options))
         except BaseException as e:
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
             journal.end_sleep(sleep_id, status, {}, error=f"{type(e).__name__}: {e}"[:500])
@@ -134,7 +140,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
                else BareTeacher(io, earlier, options))
     whole = episode
     episode, train, heldout = study(io, teacher, whole, options, progress, basis.earlier,
-                                    study_until)
+                                    study_until, basis.sources)
     deferred = list(whole.conversation_ids[len(episode.conversation_ids):])
     timings["self_study"] = time.perf_counter() - t
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 
 
 EARLIER_PROBE_CHECKS = ("answer", "facts")
+EARLIER_ANCHOR_TARGETS = ("closed-book", "conversation")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,14 @@ class SleepOptions:
     # probes (their facts still fell 12% on one kept night), and the generic
     # prompts drifted 2-3x as far. Next: seed 3, and with earlier_probe_check=facts.
     earlier_anchor_slots: int = 0
+    # Whose distribution the earlier probes' stored answers are distilled towards:
+    # "closed-book", the model as it is before tonight, asked with nothing in its
+    # context (this holds what earlier nights learned, as it is, and cannot sharpen
+    # it); or "conversation", the teacher reading the conversation the probe was
+    # written from, where the journal still holds it learned and not private
+    # (Journal.probe_conversations; the others stay closed-book). A rebuild after
+    # forget always uses closed-book targets.
+    earlier_anchor_targets: str = "closed-book"
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
     # what the user said (selfstudy.fact_token_weights); 1 = every token alike.
@@ -292,6 +301,9 @@ class SleepOptions:
         if self.earlier_probe_check not in EARLIER_PROBE_CHECKS:
             raise ValueError(f"earlier_probe_check is {self.earlier_probe_check!r}; "
                              f"one of {', '.join(EARLIER_PROBE_CHECKS)}")
+        if self.earlier_anchor_targets not in EARLIER_ANCHOR_TARGETS:
+            raise ValueError(f"earlier_anchor_targets is {self.earlier_anchor_targets!r}; "
+                             f"one of {', '.join(EARLIER_ANCHOR_TARGETS)}")
         if self.earlier_anchor_slots < 0:
             raise ValueError(f"earlier_anchor_slots is {self.earlier_anchor_slots}; "
                              "0 or more")

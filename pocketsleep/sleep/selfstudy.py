@@ -17,7 +17,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -230,9 +230,11 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
 
 def study(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptions,
           progress: Callable[[str, int, int], None] = lambda *a: None,
-          earlier: Sequence[tuple[str, str]] = (), stop_at: float | None = None
+          earlier: Sequence[tuple[str, str]] = (), stop_at: float | None = None,
+          sources: Mapping[tuple[str, str], list[dict]] | None = None
           ) -> tuple[Episode, list[Example], list[Example]]:
     """Return (the part of the episode studied, training examples, held-out ones).
+    `sources`: earlier probes' conversations (earlier_anchors).
 
     With no `stop_at` the whole episode is studied in one batch. With one (a
     time.perf_counter() value: self-study's share of a --budget) it is studied a
@@ -258,7 +260,8 @@ def study(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptio
     examples += anchor_examples(io, options, rng, progress)
     train, heldout = split_heldout(examples, options, rng)
     train += reworded_examples(io, teacher, train, heldout, options, options.seed, progress)
-    return episode.part(0, studied), train + earlier_anchors(io, earlier, options), heldout
+    anchors = earlier_anchors(io, earlier, options, teacher, sources or {})
+    return episode.part(0, studied), train + anchors, heldout
 
 
 def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptions,
@@ -443,19 +446,33 @@ def anchor_examples(io: ModelIO, options: SleepOptions, rng: random.Random,
 
 
 def earlier_anchors(io: ModelIO, earlier: Sequence[tuple[str, str]],
-                    options: SleepOptions) -> list[Example]:
+                    options: SleepOptions, teacher: "Teacher | None" = None,
+                    sources: Mapping[tuple[str, str], list[dict]] | None = None
+                    ) -> list[Example]:
     """Earlier nights' probes, their stored answers scored by the model as it is before
     tonight: anchors that hold what earlier experts learned. Without them a second
     night made day 1's answers less likely and the gate rejected it (dev-week, night 2:
-    -1.41 -> -1.50 nats/token). Never held out: the gate checks these very answers."""
+    -1.41 -> -1.50 nats/token). Never held out: the gate checks these very answers.
+
+    With SleepOptions.earlier_anchor_targets = "conversation", a probe whose
+    conversation is in `sources` (its turns) is scored by `teacher` reading that
+    conversation instead: a target that knows the fact, not one that only holds
+    what the model remembers of it."""
     chosen = [(q, a) for q, a in earlier if a.strip()][-options.earlier_anchors:]
     if options.earlier_anchors <= 0 or not chosen:
         return []
+    reread = options.earlier_anchor_targets == "conversation" and teacher is not None
     out = []
     for question, answer in chosen:
-        messages = prompts.closed_book(question)
+        turns = (sources or {}).get((question, answer)) if reread else None
+        if turns:
+            messages = prompts.teacher_view([m for m in turns if m["role"] != "system"],
+                                            question)
+        else:
+            messages = prompts.closed_book(question)
         out.append(Example("anchor", question, messages,
-                           forced_answer(io, messages, io.text_ids(answer), options.top_k),
+                           forced_answer(io, messages, io.text_ids(answer), options.top_k,
+                                         teacher if turns else None),
                            earlier=True))
     return out
 
