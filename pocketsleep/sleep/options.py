@@ -130,12 +130,12 @@ class SleepOptions:
     # Places of every off-policy batch's anchor share kept for those probes (when
     # there are any; seeding's batches, not dreaming's rehearsal); 0 = they are
     # drawn with the generic anchors, each replayed about as often as a generic
-    # prompt (~4 times in 32 steps). 0: with 1, on dev-week seeds 0, 1, 2 and 4
-    # (bench/RESULTS.md, nineteenth round) the gate kept 20 nights of 20 against 14
-    # and today's recall rose 0.22 -> 0.32, general probes 5.0 -> 5.25/6, but the
-    # end of the week did not gain (5.25 -> 5.0/15), the gate checks these very
-    # probes (their facts still fell 12% on one kept night), and the generic
-    # prompts drifted 2-3x as far. Next: seed 3, and with earlier_probe_check=facts.
+    # prompt (~4 times in 32 steps). 0: with 1, on dev-week's five seeds
+    # (bench/RESULTS.md, nineteenth and twentieth rounds) the gate kept 25 nights of
+    # 25 against 19 and today's recall rose 0.26 -> 0.32 (lower on one seed), general
+    # probes 5.2 -> 5.4/6, but the end of the week did not gain (5.2 -> 5.0/15), the
+    # gate checks these very probes (their facts still fell 12% on one kept night),
+    # and the generic prompts drifted 2-3x as far.
     earlier_anchor_slots: int = 0
     # Whose distribution the earlier probes' stored answers are distilled towards:
     # "closed-book", the model as it is before tonight, asked with nothing in its
@@ -143,7 +143,13 @@ class SleepOptions:
     # it); or "conversation", the teacher reading the conversation the probe was
     # written from, where the journal still holds it learned and not private
     # (Journal.probe_conversations; the others stay closed-book). A rebuild after
-    # forget always uses closed-book targets.
+    # forget always uses closed-book targets. "closed-book": on dev-week seeds 0 and 2
+    # (bench/RESULTS.md, twentieth round) "conversation" sharpened seed 0's day-1
+    # probe and ended its week at 6-7/15 (default 5), but moved the stored answers'
+    # wording so that the "answer" check rejected seed 2's nights, and seed 2 ended
+    # lower in every arm (3-5/15, default 7); replayed only ~4 times a night its
+    # facts still fell after day 3. Pair it with earlier_anchor_slots=1 and
+    # earlier_probe_check=facts to try it.
     earlier_anchor_targets: str = "closed-book"
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
