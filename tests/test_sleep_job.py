@@ -477,6 +477,34 @@ def test_earlier_anchors_reread_the_conversations_the_journal_still_holds(
         assert e.teacher_messages == prompts.teacher_view(turns, question)
 
 
+def test_an_earlier_conversation_made_private_while_it_is_reread_keeps_nothing(
+        paths, journal, config, monkeypatch):
+    """A conversation tonight's teacher rereads for its probes, marked private in the
+    chat while the night runs, withdraws the night, as one of tonight's would."""
+    from pocketsleep.sleep import selfstudy
+
+    learnable_self_study(monkeypatch)
+    options = FAST.but(heldout_fraction=1.0, earlier_anchor_targets="conversation")
+    log_day(journal)
+    assert run_sleep(paths, config, options).status == "succeeded"
+    reread = min(journal.probe_conversations().values())
+    real = selfstudy.earlier_anchors
+
+    def earlier_anchors(*args, **kwargs):
+        made = real(*args, **kwargs)
+        assert any(e.teacher_messages != e.student_messages for e in made)  # it was reread
+        journal.set_private(reread)
+        return made
+
+    monkeypatch.setattr(selfstudy, "earlier_anchors", earlier_anchors)
+    [cello] = log_day(journal, [[{"role": "user", "content": "I started learning the cello."}]])
+    night = run_sleep(paths, config, options)
+
+    assert night.status == "rejected"
+    assert any(f"conversation {reread} became private" in r for r in night.reasons)
+    assert statuses(journal)[cello] == "pending" and len(journal.active_experts()) == 1
+
+
 def test_a_bare_teacher_reads_the_day_without_the_earlier_experts(
         paths, journal, config, monkeypatch):
     import mlx.core as mx

@@ -48,16 +48,25 @@ class Basis:
     level: str = "nightly"
     # (journal, sleep_id, folder name, config, probes, metrics) -> expert id
     record: Callable[..., int] | None = None
-    # Earlier probes -> the turns of the conversation each was written from
-    # (SleepOptions.earlier_anchor_targets = "conversation").
-    sources: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
+    # Earlier conversations tonight's teacher rereads to score their probes
+    # (SleepOptions.earlier_anchor_targets = "conversation"), cut as any episode's;
+    # like tonight's, they must still be learnable when the night ends.
+    reread: Episode | None = None
 
     @classmethod
     def tonight(cls, journal: Journal, options: SleepOptions) -> "Basis":
-        sources = ({probe: journal.turns(cid)
-                    for probe, cid in journal.probe_conversations().items()}
-                   if options.earlier_anchor_targets == "conversation" else {})
-        return cls(journal.active_experts(), journal.active_probes(), sources=sources)
+        reread = None
+        if options.earlier_anchor_targets == "conversation":
+            reread = Episode.of(journal, sorted(set(journal.probe_conversations().values())))
+        return cls(journal.active_experts(), journal.active_probes(), reread=reread)
+
+    def probe_sources(self, journal: Journal) -> dict[tuple[str, str], tuple[dict, ...]]:
+        """Earlier probe -> the turns of the reread conversation it was written from."""
+        if self.reread is None:
+            return {}
+        turns = dict(zip(self.reread.conversation_ids, self.reread.conversations))
+        return {probe: turns[cid] for probe, cid in journal.probe_conversations().items()
+                if cid in turns}
 
 
 # An expert's folder is named after its level and the sleep that made it.
@@ -140,7 +149,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
                else BareTeacher(io, earlier, options))
     whole = episode
     episode, train, heldout = study(io, teacher, whole, options, progress, basis.earlier,
-                                    study_until, basis.sources)
+                                    study_until, basis.probe_sources(journal))
     deferred = list(whole.conversation_ids[len(episode.conversation_ids):])
     timings["self_study"] = time.perf_counter() - t
 
@@ -161,7 +170,10 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     timings["dream"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    anchors = [e for e in train + heldout if e.kind == "anchor"]
+    # Drift is measured on the anchors meant to stay put: an earlier probe whose
+    # target comes from its reread conversation is meant to move.
+    anchors = [e for e in train + heldout if e.kind == "anchor"
+               and not (e.earlier and basis.reread is not None)]
     verdict = judge(io, gate, heldout, anchors, basis, options, seeded, dream_log,
                     deadline, progress)
     if "undone" in dream_log:
@@ -175,7 +187,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
         verdict.reasons.append("no distillation step ran (no examples, or the budget "
                                "was spent before training)")
     if basis.record is None:  # tonight's episode, read as pending and not private
-        withdrawn = withdrawn_during_sleep(journal, episode)
+        withdrawn = withdrawn_during_sleep(journal, episode, basis.reread)
         if withdrawn:
             verdict.passed = False
             verdict.reasons.append(
@@ -251,13 +263,15 @@ def judge(io, gate, heldout, anchors, basis: Basis, options: SleepOptions, seede
     return gate.check(io, heldout, anchors, basis.earlier, options, unseen=unseen)
 
 
-def withdrawn_during_sleep(journal: Journal, episode: Episode) -> list[int]:
+def withdrawn_during_sleep(journal: Journal, episode: Episode,
+                          reread: Episode | None = None) -> list[int]:
     """Fix: a conversation the user marked private (or forgot) in the chat while the
     night was running had already been read, and was learned anyway: recorded as a
     source of the new expert and consolidated, private flag and all. Which of the
-    episode's conversations are no longer learnable now."""
+    episode's conversations, and of the earlier ones reread, are no longer
+    learnable now."""
     out = []
-    for cid in episode.conversation_ids:
+    for cid in episode.conversation_ids + (reread.conversation_ids if reread else ()):
         conversation = journal.conversation(cid)
         if conversation.private or conversation.status == "forgotten":
             out.append(cid)

@@ -143,7 +143,10 @@ class SleepOptions:
     # it); or "conversation", the teacher reading the conversation the probe was
     # written from, where the journal still holds it learned and not private
     # (Journal.probe_conversations; the others stay closed-book). A rebuild after
-    # forget always uses closed-book targets. "closed-book": on dev-week seeds 0 and 2
+    # forget always uses closed-book targets (forgetting.py builds its Basis without
+    # rereading). Not safe as a default yet: the expert is recorded as learning
+    # tonight's conversations only, so `forget` of a conversation it reread does not
+    # rebuild it. "closed-book": on dev-week seeds 0 and 2
     # (bench/RESULTS.md, twentieth round) "conversation" sharpened seed 0's day-1
     # probe and ended its week at 6-7/15 (default 5), but moved the stored answers'
     # wording so that the "answer" check rejected seed 2's nights, and seed 2 ended

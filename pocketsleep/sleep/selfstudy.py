@@ -231,7 +231,7 @@ def build_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options: S
 def study(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptions,
           progress: Callable[[str, int, int], None] = lambda *a: None,
           earlier: Sequence[tuple[str, str]] = (), stop_at: float | None = None,
-          sources: Mapping[tuple[str, str], list[dict]] | None = None
+          sources: Mapping[tuple[str, str], Sequence[dict]] | None = None
           ) -> tuple[Episode, list[Example], list[Example]]:
     """Return (the part of the episode studied, training examples, held-out ones).
     `sources`: earlier probes' conversations (earlier_anchors).
@@ -260,7 +260,7 @@ def study(io: ModelIO, teacher: "Teacher", episode: Episode, options: SleepOptio
     examples += anchor_examples(io, options, rng, progress)
     train, heldout = split_heldout(examples, options, rng)
     train += reworded_examples(io, teacher, train, heldout, options, options.seed, progress)
-    anchors = earlier_anchors(io, earlier, options, teacher, sources or {})
+    anchors = earlier_anchors(io, earlier, options, teacher, sources)
     return episode.part(0, studied), train + anchors, heldout
 
 
@@ -447,10 +447,10 @@ def anchor_examples(io: ModelIO, options: SleepOptions, rng: random.Random,
 
 def earlier_anchors(io: ModelIO, earlier: Sequence[tuple[str, str]],
                     options: SleepOptions, teacher: "Teacher | None" = None,
-                    sources: Mapping[tuple[str, str], list[dict]] | None = None
+                    sources: Mapping[tuple[str, str], Sequence[dict]] | None = None
                     ) -> list[Example]:
-    """Earlier nights' probes, their stored answers scored by the model as it is before
-    tonight: anchors that hold what earlier experts learned. Without them a second
+    """Earlier nights' probes, their stored answers scored (by default) by the model
+    as it is before tonight: anchors that hold what earlier experts learned. Without them a second
     night made day 1's answers less likely and the gate rejected it (dev-week, night 2:
     -1.41 -> -1.50 nats/token). Never held out: the gate checks these very answers.
 
