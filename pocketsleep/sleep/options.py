@@ -151,8 +151,9 @@ class SleepOptions:
     # probe and ended its week at 6-7/15 (default 5), but moved the stored answers'
     # wording so that the "answer" check rejected seed 2's nights, and seed 2 ended
     # lower in every arm (3-5/15, default 7); replayed only ~4 times a night its
-    # facts still fell after day 3. Pair it with earlier_anchor_slots=1 and
-    # earlier_probe_check=facts to try it.
+    # facts still fell after day 3. With earlier_anchor_slots=1 and
+    # earlier_probe_check=facts, seeds 1 and 4 lost earlier facts every night from
+    # night 2 (kept 1 of 5 each; end of the week 2 and 1/15, default 3 and 6).
     earlier_anchor_targets: str = "closed-book"
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
