@@ -52,21 +52,19 @@ class Basis:
     # (SleepOptions.earlier_anchor_targets = "conversation"), cut as any episode's;
     # like tonight's, they must still be learnable when the night ends.
     reread: Episode | None = None
+    # Earlier probe -> the turns of the reread conversation it was written from.
+    probe_sources: dict[tuple[str, str], tuple[dict, ...]] = field(default_factory=dict)
 
     @classmethod
     def tonight(cls, journal: Journal, options: SleepOptions) -> "Basis":
-        reread = None
+        basis = cls(journal.active_experts(), journal.active_probes())
         if options.earlier_anchor_targets == "conversation":
-            reread = Episode.of(journal, sorted(set(journal.probe_conversations().values())))
-        return cls(journal.active_experts(), journal.active_probes(), reread=reread)
-
-    def probe_sources(self, journal: Journal) -> dict[tuple[str, str], tuple[dict, ...]]:
-        """Earlier probe -> the turns of the reread conversation it was written from."""
-        if self.reread is None:
-            return {}
-        turns = dict(zip(self.reread.conversation_ids, self.reread.conversations))
-        return {probe: turns[cid] for probe, cid in journal.probe_conversations().items()
-                if cid in turns}
+            written_from = journal.probe_conversations()
+            basis.reread = Episode.of(journal, sorted(set(written_from.values())))
+            turns = dict(zip(basis.reread.conversation_ids, basis.reread.conversations))
+            basis.probe_sources = {probe: turns[cid] for probe, cid in written_from.items()
+                                   if cid in turns}
+        return basis
 
 
 # An expert's folder is named after its level and the sleep that made it.
@@ -149,7 +147,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
                else BareTeacher(io, earlier, options))
     whole = episode
     episode, train, heldout = study(io, teacher, whole, options, progress, basis.earlier,
-                                    study_until, basis.probe_sources(journal))
+                                    study_until, basis.probe_sources)
     deferred = list(whole.conversation_ids[len(episode.conversation_ids):])
     timings["self_study"] = time.perf_counter() - t
 
