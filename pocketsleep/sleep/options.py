@@ -103,6 +103,13 @@ class SleepOptions:
     # False, seeds 0 and 4 recalled 0.32 and 0.17 right after each night (True: 0.43,
     # 0.12), 4 and 3 of 15 at the end (5, 4) (bench/RESULTS.md, sixteenth round).
     quote_bias_in_targets: bool = True
+    # Context-aware targets (sleep/contrast.py): each statement and recall answer's
+    # top-k targets reshaped towards what reading the day added, (1 + a) log p(with
+    # the day) - a log p(closed-book) over the plausible tokens, the top-k's mass
+    # kept; a = this. The hedges and guesses the model makes without the day lose
+    # mass, the tokens the day raised gain it. One closed-book forward pass per
+    # answer. 0 = the teacher's targets as they are.
+    context_contrast: float = 0.0
     # One more answer to every statement question and recall request: what the user
     # said, said back to them ("You're allergic to walnuts, which you found out...";
     # sleep/restate.py), scored by the teacher that reads it. It states every fact
@@ -314,6 +321,8 @@ class SleepOptions:
         if self.earlier_anchor_targets not in EARLIER_ANCHOR_TARGETS:
             raise ValueError(f"earlier_anchor_targets is {self.earlier_anchor_targets!r}; "
                              f"one of {', '.join(EARLIER_ANCHOR_TARGETS)}")
+        if self.context_contrast < 0:
+            raise ValueError(f"context_contrast is {self.context_contrast}; 0 or more")
         if self.earlier_anchor_slots < 0:
             raise ValueError(f"earlier_anchor_slots is {self.earlier_anchor_slots}; "
                              "0 or more")

@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .. import control_tokens, prompts
-from . import questions
+from . import contrast, questions
 from .episode import Episode, Exchange
 from .objective import NEG
 from .options import SleepOptions
@@ -302,7 +302,7 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     examples += retried_examples(io, teacher, options, exchanges, written, examples, seed)
     examples = plain_targets(io, teacher, options, examples)
     examples += restated_examples(io, teacher, options, episode, written)
-    return examples
+    return contrast.contrasted_examples(io, teacher, options, examples)
 
 
 def usable_examples(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str, str]],
