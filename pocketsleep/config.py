@@ -28,6 +28,8 @@ else:  # pragma: no cover
 ENV_HOME = "POCKETSLEEP_HOME"
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
+# The engines a setting or flag may name ("auto": the best one for this machine).
+ENGINES = ("auto", "mlx", "llamacpp")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,11 @@ class Config:
 
 def default_home() -> Path:
     env = os.environ.get(ENV_HOME)
+    if env is not None and not env.strip():
+        # Set but empty (often a typo in a script): falling back to the real data home
+        # would read, and write, the user's own journal where a test one was meant.
+        raise ConfigError(f"{ENV_HOME} is set but empty; unset it to use the usual data "
+                          "home, or name a folder")
     if env:
         return Path(env).expanduser()
     from platformdirs import user_data_dir
@@ -204,7 +211,27 @@ def _config_from_dict(raw: dict, path: Path) -> Config:
             raise ConfigError(f"{path}: unknown setting '{key}' (known: {known})")
         expected = type(fields[key].default)
         if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-            raise ConfigError(
-                f"{path}: setting '{key}' must be a {expected.__name__}, got {value!r}"
-            )
-    return Config(**raw)
+            kind = {"int": "an integer", "str": "a string", "bool": "true or false"}.get(
+                expected.__name__, expected.__name__)
+            raise ConfigError(f"{path}: setting '{key}' must be {kind}, got {value!r}")
+    return check_values(Config(**raw), path)
+
+
+def check_values(config: Config, path: Path) -> Config:
+    """`config`, its values checked: a bad one is an error when the file is read,
+    not when the setting is first used (after a night's training, for some)."""
+    problems = []
+    if config.engine not in ENGINES:
+        problems.append(f"engine must be one of {', '.join(ENGINES)}, got {config.engine!r}")
+    if not config.model.strip():
+        problems.append("model must name a model ('default', a folder, a .gguf file or a "
+                        "Hugging Face repo id), got an empty string")
+    if config.keep_versions < 0:
+        problems.append(f"keep_versions must be 0 or more, got {config.keep_versions}")
+    # A window of one would consolidate each expert alone, every night.
+    for key in ("nightly_window", "weekly_window"):
+        if getattr(config, key) < 2:
+            problems.append(f"{key} must be 2 or more, got {getattr(config, key)}")
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    return config

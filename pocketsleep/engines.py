@@ -9,13 +9,11 @@ from __future__ import annotations
 import platform
 
 from .backends.base import Engine
-from .config import Config, Paths
+from .config import ENGINES, Config, Paths
 from .errors import InputError
 from .journal import Journal
 from .models import ResolvedModel, resolve_model
 from .versions.layout import usable_version
-
-ENGINES = ("auto", "mlx", "llamacpp")
 
 
 def mlx_has_gpu() -> bool:

@@ -36,6 +36,7 @@ from .config import Config, Paths
 from .errors import Busy, PocketsleepError
 from .journal import Journal
 from .sleep.options import SleepOptions
+from .text import counted
 
 Progress = Callable[[str, int, int], None]
 # How long to wait for a merge or rollback running beside forget before deleting files.
@@ -61,7 +62,7 @@ class ForgetReport:
     def summary(self) -> str:
         """What happened, in a line or three, for people."""
         n = self.probes_removed
-        parts = [f"text removed ({self.messages_removed} messages deleted"
+        parts = [f"text removed ({counted(self.messages_removed, 'message')} deleted"
                  + (f", {n} stored probe{'s' * (n != 1)}" if n else "") + ")"]
         parts += [f"expert {old} rebuilt without it ({new})" for old, new in self.rebuilt]
         parts += [f"expert {folder} deleted ({why})" for folder, why in self.dropped]

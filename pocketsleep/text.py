@@ -11,6 +11,11 @@ from .errors import InputError
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 message', '2 messages'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def printable(text: str) -> str:
     """Show control characters as visible escapes (`\\x1b`), keep everything else."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

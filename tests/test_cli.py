@@ -103,6 +103,8 @@ def test_history_neutralises_terminal_escapes(capsys, tmp_path):
         ('[{"role": "bot", "content": "x"}]', "message 1 has role 'bot'"),
         ('[{"role": "user"}]', "message 1 has no text 'content'"),
         ('["hello"]', "message 1 is not an object"),
+        ('[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]',
+         "message 2 is empty"),
     ],
 )
 def test_malformed_log_file_writes_nothing(capsys, tmp_path, content, message):
@@ -114,6 +116,20 @@ def test_malformed_log_file_writes_nothing(capsys, tmp_path, content, message):
     assert message in err and err.count("\n") == 1
     with Journal.open(tmp_path / "home" / "journal.db") as j:
         assert j.conversations() == []
+
+
+@pytest.mark.parametrize("question", ["", "   \n"])
+def test_an_empty_question_is_refused_before_any_model_loads(capsys, question):
+    code, out, err = run(capsys, "ask", question)
+    assert code == 1 and out == ""
+    assert err.startswith("pocketsleep: error: the question is empty") and err.count("\n") == 1
+
+
+def test_log_says_one_message_not_one_messages(capsys, tmp_path):
+    path = tmp_path / "one.json"
+    path.write_text('[{"role": "user", "content": "My dog is Biscuit."}]')
+    code, out, _ = run(capsys, "log", "--file", str(path))
+    assert code == 0 and "(1 message)." in out
 
 
 def test_missing_log_file(capsys, tmp_path):

@@ -18,6 +18,15 @@ def test_data_home_defaults_to_user_data_folder(monkeypatch, tmp_path):
     assert Paths.resolve().home == (tmp_path / "xdg" / "pocketsleep").resolve()
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_data_home_variable_is_an_error_not_the_real_home(monkeypatch, tmp_path, value):
+    monkeypatch.setenv("POCKETSLEEP_HOME", value)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    with pytest.raises(ConfigError, match="POCKETSLEEP_HOME is set but empty"):
+        Paths.resolve()
+    assert not (tmp_path / "xdg").exists()
+
+
 def test_ensure_creates_private_folder(data_home):
     Paths.resolve().ensure()
     assert stat.S_IMODE(data_home.stat().st_mode) == 0o700
@@ -61,7 +70,14 @@ def test_config_reads_known_keys(paths):
     [
         ("model = ", "not valid TOML"),
         ('modle = "x"', "unknown setting 'modle'"),
-        ("engine = 3", "must be a str"),
+        ("engine = 3", "'engine' must be a string, got 3"),
+        ("keep_versions = true", "'keep_versions' must be an integer, got True"),
+        # Values are checked when the file is read, not when first used (a negative
+        # keep_versions was refused only at the morning merge, after a night).
+        ('engine = "gpu"', "engine must be one of auto, mlx, llamacpp, got 'gpu'"),
+        ('model = " "', "model must name a model"),
+        ("keep_versions = -1", "keep_versions must be 0 or more, got -1"),
+        ("nightly_window = 1", "nightly_window must be 2 or more, got 1"),
     ],
 )
 def test_bad_config_is_a_clear_error(paths, text, message):

@@ -93,6 +93,9 @@ def test_export_fuses_the_active_experts_and_writes_their_adapters(capsys, tmp_p
     assert fused.stat().st_mtime_ns == before
     code, _, err = run(capsys, "export", "--lora", adapters, "--model", t.path)
     assert code == 1 and f"expert-{first}-nightly.gguf: already exists" in err
+    # A folder in place of the file: said first, not "pass --force" (which cannot help).
+    code, _, err = run(capsys, "export", "--gguf", adapters, "--model", t.path)
+    assert code == 1 and "is a folder; give the path of the .gguf file" in err
     code, _, err = run(capsys, "export", "--gguf", fused, "--lora", adapters, "--model", t.path,
                        "--force", "--no-experts")
     assert code == 1 and "no active experts" in err  # --no-experts leaves no adapters to write

@@ -202,14 +202,14 @@ def test_the_command_line_says_what_it_will_do_and_what_it_did(capsys, home, jou
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     assert main(["forget", str(dog)]) == 1
     out, err = capsys.readouterr()
-    assert out.startswith(f"Forget conversation {dog} (1 messages)? Expert night-0001 learned "
+    assert out.startswith(f"Forget conversation {dog} (1 message)? Expert night-0001 learned "
                           "from it and will be rebuilt without it (minutes).")
     assert journal.conversation(dog).status == "consolidated"
 
     assert main(["forget", str(dog), "--yes"]) == 0
     out, _ = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0] == (f"Forgot conversation {dog}: text removed (1 messages deleted, 1 stored "
+    assert lines[0] == (f"Forgot conversation {dog}: text removed (1 message deleted, 1 stored "
                         "probe); expert night-0001 deleted (nothing else was learned in it); "
                         "personal model = the base model again.")
     assert lines[1].startswith("Checked 1 stored question about it: answered before ")

@@ -90,13 +90,19 @@ def test_a_journal_damaged_mid_file_gives_one_line_not_a_traceback(capsys, paths
     assert integrity(paths.journal) != "ok"
     conversation = tmp_path / "c.json"
     conversation.write_text(json.dumps(DAY[0]))
-    # Reading the damaged page: one line that says what to do.
-    for argv in (["history", "151"], ["sleep", "--dry-run"], ["sleep"]):
+    # Reading the damaged page, or about to write (sleep, forget) or to open the chat
+    # (which used to quit silently, status 0, when its screen hit the page): one line
+    # that says what to do, and nothing written.
+    for argv in (["history", "151"], ["sleep", "--dry-run"], ["sleep"],
+                 ["forget", "7", "--yes"], ["chat"]):
         code, out, err = run(capsys, *argv)
-        one_line_error(code, err, "is damaged", ".recover")
+        one_line_error(code, err, "is damaged", ".recover", ".dump")
+    with sqlite3.connect(paths.journal) as raw:  # its row is on a sound page
+        assert raw.execute("SELECT status FROM conversations WHERE id = 7").fetchone() == (
+            "pending",)
     # Everything else either works or says so in one line.
     for argv in (["status"], ["history"], ["history", "5"], ["models"],
-                 ["log", "--file", conversation], ["forget", "7", "--yes"]):
+                 ["log", "--file", conversation]):
         code, out, err = run(capsys, *argv)
         assert code == 0 or (code == 1 and err.count("\n") == 1), (argv, err)
 

@@ -53,8 +53,10 @@ def test_dry_run_says_what_tonight_would_learn(capsys, home, journal):
     journal.log_conversation(PRIVATE, private=True)
     code, out, _ = run(capsys, "sleep", "--dry-run")
     assert code == 0
-    assert out.startswith("Would learn from 2 conversations (3 statements, ~")
-    assert out.endswith(" tokens).\n") and out.count("\n") == 1
+    learned = [c.id for c in journal.conversations() if not c.private]
+    assert out.startswith(f"Would learn from 2 conversations ({learned[0]}, {learned[1]}; see "
+                          "`pocketsleep history`): 3 messages in which you told it something, ~")
+    assert out.endswith(" tokens.\n") and out.count("\n") == 1
     assert journal.sleeps() == [] and not paths.models.exists()
 
 

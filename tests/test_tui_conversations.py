@@ -134,6 +134,30 @@ async def test_forget_asks_first_then_deletes(journal):
 
 
 @async_test
+async def test_a_conversation_forgotten_elsewhere_gives_way_to_a_new_one_keeping_the_draft(
+        journal):
+    """`pocketsleep forget ID` from a shell while the chat shows ID: at its next status
+    refresh the chat starts a new conversation and says why; the draft stays."""
+    from pocketsleep.tui.widgets import PromptInput
+
+    ada = journal.log_conversation(ADA, title="Ada")
+    app = make_app(journal, conversation_id=ada)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        app.chat.query_one(PromptInput).value = "And her flat?"
+        app.chat.refresh_status()  # nothing forgotten: nothing moves
+        await pilot.pause()
+        assert app.chat.conversation_id == ada
+        journal.forget(ada)  # as the CLI does, on its own connection
+        app.chat.refresh_status()
+        await pilot.pause()
+        assert app.chat.conversation_id is None
+        assert app.chat.query_one(PromptInput).value == "And her flat?"
+        assert any(f"Conversation {ada} was forgotten elsewhere" in text
+                   for _, text in app.notes)
+
+
+@async_test
 async def test_private_is_saved_and_visibly_marked(journal):
     ada = journal.log_conversation(ADA, title="Ada")
     app = make_app(journal, conversation_id=ada)
@@ -166,13 +190,15 @@ async def test_a_new_conversation_can_be_private_from_its_first_message(journal)
 
 
 @async_test
-async def test_copy_the_last_answer_or_any_message(journal):
+async def test_copy_the_last_answer_or_any_message(journal, monkeypatch):
+    monkeypatch.setenv("TMUX", "/tmp/tmux-1000/default,1,0")
     ada = journal.log_conversation(ADA, title="Ada")
     app = make_app(journal, conversation_id=ada)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await pilot.press("ctrl+y")
         assert app.clipboard == "Lisbon is lovely."
+        assert any("set -g set-clipboard on" in text for _, text in app.notes)  # says how
         commands = {c.title: c for c in app.get_system_commands(app.chat)}
         commands["Copy message 1 (user): My sister Ada lives in Lisbon."].callback()
         assert app.clipboard == "My sister Ada lives in Lisbon."

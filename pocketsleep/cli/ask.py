@@ -14,6 +14,7 @@ import click
 from ..backends.base import GenerationOptions
 from ..engines import ENGINES, open_engine
 from ..prompts import closed_book
+from ..errors import InputError
 from ..text import printable, require_utf8
 from .context import CliContext
 
@@ -32,6 +33,8 @@ def command(obj: CliContext, question: str, model: str | None, engine: str | Non
             max_tokens: int, temperature: float, as_json: bool, log: bool) -> None:
     """Ask the personal model QUESTION, with no past conversations in context."""
     require_utf8(question, "the question")
+    if not question.strip():
+        raise InputError('the question is empty; e.g. pocketsleep ask "What is my dog called?"')
     if model is None or model == obj.config.model:  # the personal model
         from .models import merge_at_start
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..errors import JournalError, require
+from ..config import ENGINES
+from ..errors import JournalError, PocketsleepError, require
 from ..nightly.chat_lock import chat_open
 from .context import CliContext
 from .nightly import catch_up_at_start
@@ -14,7 +15,7 @@ from .nightly import catch_up_at_start
 @click.option("--model", "-m", metavar="M",
               help="Model to talk to (default: the `model` setting): 'default', a folder,"
                    " a .gguf file or a Hugging Face repo id.")
-@click.option("--engine", type=click.Choice(["mlx", "llamacpp"]),
+@click.option("--engine", "-e", type=click.Choice(ENGINES),
               help="Engine to answer with (default: the `engine` setting).")
 @click.option("--conversation", "-c", "conversation_id", type=int, metavar="ID",
               help="Open conversation ID (from `pocketsleep history`) to continue it.")
@@ -32,6 +33,7 @@ def command(obj: CliContext, model: str | None, engine: str | None,
     paths = obj.paths.ensure()
     config = obj.config
     journal = obj.journal
+    journal.check_intact()  # a damaged page would stop the app inside its screen
     if conversation_id is not None:
         if journal.conversation(conversation_id).status == "forgotten":
             raise JournalError(f"conversation {conversation_id} was forgotten")
@@ -57,6 +59,10 @@ def command(obj: CliContext, model: str | None, engine: str | None,
         if not present:
             notices.append("The nightly sleep is running: it learns from your conversations "
                            "as they were when it started.")
-        PocketsleepApp(journal, engine_factory, paths=paths,
-                       conversation_id=conversation_id, notices=notices,
-                       follows_personal_model=personal).run()
+        app = PocketsleepApp(journal, engine_factory, paths=paths,
+                             conversation_id=conversation_id, notices=notices,
+                             follows_personal_model=personal)
+        app.run()
+    if app.return_code:  # Textual has shown the error; the exit status must say so too
+        raise PocketsleepError("the chat stopped on an error (shown above); what you had "
+                               "sent is in the journal (pocketsleep history)")

@@ -46,6 +46,8 @@ def command(obj: CliContext, gguf_out: Path | None, quant: str, lora_dir: Path |
                          "(sleep adds them); --gguf alone exports the base model")
     adapters = [(folder, (lora_dir or Path()) / f"expert-{row['id']}-{row['level']}.gguf")
                 for row, folder in experts]
+    if gguf_out is not None and gguf_out.is_dir():  # before "already exists": --force won't help
+        raise InputError(f"{gguf_out}: is a folder; give the path of the .gguf file to write")
     targets = ([gguf_out] if gguf_out else []) + ([a for _, a in adapters] if lora_dir else [])
     for target in targets:
         if target.exists() and not force:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..text import counted
 from .context import CliContext
 from .sleep import ProgressLine
 
@@ -25,6 +26,7 @@ def command(obj: CliContext, conversation_id: int, yes: bool, verbose: bool) -> 
     from ..forgetting import forget_conversation, learned_from, rebuild_note
 
     journal = obj.journal
+    journal.check_intact()  # never delete from (or write into) a damaged journal
     conversation = journal.conversation(conversation_id)
     learned = learned_from(journal, conversation_id)
     if conversation.status == "forgotten" and not learned:
@@ -32,7 +34,7 @@ def command(obj: CliContext, conversation_id: int, yes: bool, verbose: bool) -> 
         return
     if not yes:
         question = (f"Forget conversation {conversation_id} "
-                    f"({conversation.message_count} messages)?")
+                    f"({counted(conversation.message_count, 'message')})?")
         if rebuild_note(learned):
             question += " " + rebuild_note(learned)
         click.confirm(question, abort=True)

@@ -9,7 +9,7 @@ import click
 from ..errors import InputError
 from ..files import read_json
 from ..journal.db import ROLES
-from ..text import require_utf8
+from ..text import counted, require_utf8
 from .context import CliContext
 
 
@@ -35,6 +35,8 @@ def read_conversation(path: str) -> list[dict]:
             )
         if not isinstance(m.get("content"), str):
             raise InputError(f"{name}: message {i} has no text 'content'")
+        if not m["content"].strip():
+            raise InputError(f"{name}: message {i} is empty; leave it out or give it text")
         require_utf8(m["content"], f"{name}: message {i}")
     return [{"role": m["role"], "content": m["content"]} for m in data]
 
@@ -65,4 +67,4 @@ def command(obj: CliContext, file: str, title: str | None, private: bool,
     messages = read_conversation(file)
     cid = obj.journal.log_conversation(messages, title=title, private=private, at=at)
     note = " (private: never learned from)" if private else ""
-    click.echo(f"Logged conversation {cid} ({len(messages)} messages){note}.")
+    click.echo(f"Logged conversation {cid} ({counted(len(messages), 'message')}){note}.")

@@ -10,7 +10,7 @@ from dataclasses import asdict
 import click
 
 from ..errors import PocketsleepError
-from ..text import printable
+from ..text import counted, printable
 from ..sleep.options import ABLATIONS, SleepOptions, parse_budget
 from .context import CliContext
 
@@ -71,6 +71,7 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
         return
     from ..sleep import run_sleep
 
+    obj.journal.check_intact()  # a night writes experts, probes and statuses into it
     options = SleepOptions().but(**ABLATIONS[variant])
     if budget:
         options = options.but(budget_seconds=parse_budget(budget))
@@ -113,8 +114,10 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
         tell(memory, merged)
     elif report.status == "dry run":
         m = report.metrics
-        click.echo(f"Would learn from {len(report.conversations)} conversations "
-                   f"({m['statements']} statements, ~{m['episode_tokens_estimate']} tokens).")
+        ids = ", ".join(map(str, report.conversations))
+        click.echo(f"Would learn from {counted(len(report.conversations), 'conversation')} "
+                   f"({ids}; see `pocketsleep history`): {counted(m['statements'], 'message')} "
+                   f"in which you told it something, ~{m['episode_tokens_estimate']} tokens.")
     elif report.status == "succeeded":
         click.echo(f"Slept in {report.seconds:.0f} s: learned {len(report.conversations)} "
                    f"conversations into expert {report.expert_id}.")

@@ -62,6 +62,15 @@ class Journal:
                 os.chmod(f, PRIVATE_FILE_MODE)
         return cls(db, path)
 
+    def check_intact(self) -> None:
+        """Raise sqlite3.DatabaseError if any page of the journal is damaged. Opening
+        reads only the schema, and a command fails only when it touches a damaged
+        page; a command about to write (or the chat, which fails inside its screen)
+        checks first, so it neither writes into a damaged file nor stops mid-way."""
+        problems = [row[0] for row in self.db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
     @classmethod
     def in_memory(cls) -> "Journal":
         db = Database(memory=True)
@@ -882,9 +891,12 @@ def explain_database_error(path: Path, error: sqlite3.DatabaseError) -> str:
     fault, a copy cut short), a full disk, a writer holding it too long."""
     text = str(error)
     if "malformed" in text or "not a database" in text:
+        # (.recover reaches rows .dump cannot, but some sqlite3 builds fail on it:
+        # Debian 12's 3.40.1 stops with "SQL logic error".)
         return (f"the journal {path} is damaged ({text}); keep a copy of it, then rescue "
-                f"what it holds with the sqlite3 tool (sqlite3 {path} .recover > rescued.sql) "
-                "or restore it from a backup")
+                f"what it holds with the sqlite3 tool (sqlite3 {path} .recover > rescued.sql, "
+                "or .dump where .recover fails; sqlite3 new.db < rescued.sql; then move "
+                f"new.db to {path}) or restore it from a backup")
     if "full" in text:
         return (f"cannot write the journal {path}: the disk is full; nothing was half-written. "
                 "Free some space and run the command again")

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Config, Paths
-from ..errors import ConfigError
+from ..config import Config, Paths, check_values
 from .options import SleepOptions
 
 LEVELS = ("nightly", "weekly", "longterm")
@@ -46,12 +45,8 @@ class Plan:
 
 
 def windows(config: Config, paths: Paths) -> tuple[int, int]:
-    """The configured windows, checked (a window of one would consolidate each
-    expert alone, every night)."""
-    for key in ("nightly_window", "weekly_window"):
-        if getattr(config, key) < 2:
-            raise ConfigError(f"{paths.config_file}: {key} must be 2 or more, "
-                              f"got {getattr(config, key)}")
+    """The configured windows, checked (config.check_values)."""
+    check_values(config, paths.config_file)
     return config.nightly_window, config.weekly_window
 
 

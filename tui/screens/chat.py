@@ -7,6 +7,8 @@ through `self.journal` (the app's Journal) on the main thread.
 
 from __future__ import annotations
 
+import os
+
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
@@ -106,6 +108,18 @@ class ChatScreen(Answering, Forgetting, Screen):
         info = gather_status(self.journal, self.app.paths, self.app.engine_label(),
                              self.app.engine_out_of_date())
         self.query_one(StatusBar).show(info)
+        self.leave_if_forgotten()
+
+    def leave_if_forgotten(self) -> None:
+        """`pocketsleep forget` run elsewhere on the conversation shown: start a new
+        one (keeping the draft) rather than show an empty one that refuses messages."""
+        cid = self.conversation_id
+        if cid is None or self.generation is not None:
+            return
+        if self.journal.conversation(cid).status == "forgotten":
+            self.app.notify(f"Conversation {cid} was forgotten elsewhere; this is a new "
+                            "conversation (what you were typing is kept).", severity="warning")
+            self.call_later(self.action_new)
 
     def set_answering(self, answering: bool) -> None:
         prompt = self.query_one(PromptInput)
@@ -197,9 +211,15 @@ class ChatScreen(Answering, Forgetting, Screen):
         message = next((m for m in self.messages if m.id == message_id), None)
         if message is None:
             return
+        # Textual copies through the terminal (an OSC 52 sequence): no clipboard tool
+        # needed, even over ssh, but tmux passes it on only when told to.
         self.app.copy_to_clipboard(message.content)
         what = "answer" if message.role == "assistant" else "message"
-        self.app.notify(f"Copied the {what} ({len(message.content):,} characters).")
+        note = (f"Copied the {what} ({len(message.content):,} characters) to the "
+                "terminal's clipboard.")
+        if os.environ.get("TMUX"):
+            note += " Inside tmux it arrives only with `set -g set-clipboard on`."
+        self.app.notify(note)
 
     def _journal_call(self, fn, *args) -> tuple[bool, object]:
         """Run a journal write; a failure becomes an error notification, not a crash."""
