@@ -118,9 +118,9 @@ def test_malformed_log_file_writes_nothing(capsys, tmp_path, content, message):
         assert j.conversations() == []
 
 
-@pytest.mark.parametrize("question", ["", "   \n"])
+@pytest.mark.parametrize("question", [[""], ["   \n"], [" ", ""]])
 def test_an_empty_question_is_refused_before_any_model_loads(capsys, question):
-    code, out, err = run(capsys, "ask", question)
+    code, out, err = run(capsys, "ask", *question)
     assert code == 1 and out == ""
     assert err.startswith("pocketsleep: error: the question is empty") and err.count("\n") == 1
 

@@ -79,12 +79,15 @@ def test_ask_prints_json_and_logs_only_when_asked(capsys, data_home):
     with Journal.open(data_home / "journal.db") as j:
         assert j.conversations() == []  # the model is recorded, the exchange is not
         assert [m["spec"] for m in j.models()] == ["default"]
-    code = main(["ask", "What is frozen water called?", "-e", "llamacpp", "--max-tokens",
-                 "12", "--log"])
+    # Unquoted, the words are one question: the same greedy answer.
+    code = main(["ask", "What", "is", "frozen", "water", "called?", "-e", "llamacpp",
+                 "--max-tokens", "12", "--log"])
     printed = capsys.readouterr().out.strip()
     assert code == 0 and printed == out["answer"].strip()
     with Journal.open(data_home / "journal.db") as j:
         (c,) = j.conversations()
+        assert [(m.role, m.content) for m in j.messages(c.id)][0] == (
+            "user", "What is frozen water called?")
         assert [m.role for m in j.messages(c.id)] == ["user", "assistant"]
 
 

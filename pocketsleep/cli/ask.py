@@ -20,7 +20,7 @@ from .context import CliContext
 
 
 @click.command("ask")
-@click.argument("question")
+@click.argument("words", nargs=-1, required=True, metavar="QUESTION")
 @click.option("--model", "-m", help="default, a .gguf file, an MLX folder or a hub id.")
 @click.option("--engine", "-e", type=click.Choice(ENGINES), help="Which engine answers.")
 @click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1, 8192))
@@ -29,9 +29,14 @@ from .context import CliContext
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
 @click.option("--log", "log", is_flag=True, help="Record the exchange in the journal.")
 @click.pass_obj
-def command(obj: CliContext, question: str, model: str | None, engine: str | None,
+def command(obj: CliContext, words: tuple[str, ...], model: str | None, engine: str | None,
             max_tokens: int, temperature: float, as_json: bool, log: bool) -> None:
-    """Ask the personal model QUESTION, with no past conversations in context."""
+    """Ask the personal model QUESTION, with no past conversations in context.
+
+    Quotes are optional: `pocketsleep ask What is my dog called` asks the same as
+    `pocketsleep ask "What is my dog called"` (a shell may still need them around ?
+    or an apostrophe)."""
+    question = " ".join(words)
     require_utf8(question, "the question")
     if not question.strip():
         raise InputError('the question is empty; e.g. pocketsleep ask "What is my dog called?"')
