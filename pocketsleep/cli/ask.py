@@ -13,8 +13,8 @@ import click
 
 from ..backends.base import GenerationOptions
 from ..engines import ENGINES, open_engine
-from ..prompts import closed_book
 from ..errors import InputError
+from ..prompts import closed_book
 from ..text import printable, require_utf8
 from .context import CliContext
 
