@@ -108,7 +108,11 @@ class SleepOptions:
     # the day) - a log p(closed-book) over the plausible tokens, the top-k's mass
     # kept; a = this. The hedges and guesses the model makes without the day lose
     # mass, the tokens the day raised gain it. One closed-book forward pass per
-    # answer. 0 = the teacher's targets as they are.
+    # answer. 0 = the teacher's targets as they are. Off: with 1, on dev-week seeds
+    # 0-2 (bench/RESULTS.md, twenty-first round), today's recall 0.18 -> 0.25 (seed
+    # 1's day 3, rarely learned, 3/4 and kept), but the end of the week 5.0 -> 3.0/15:
+    # days learned right after their night were lost later (seed 2's day 1 4/4 -> 0/4)
+    # and seed 0's nights 3-5 were rejected as earlier probes fell.
     context_contrast: float = 0.0
     # One more answer to every statement question and recall request: what the user
     # said, said back to them ("You're allergic to walnuts, which you found out...";
@@ -244,7 +248,11 @@ class SleepOptions:
     # Relative change of general-text perplexity.
     max_ppl_increase: float = 0.05
     # Allowed drop of earlier nights' stored probes' mean log-prob (nats per token),
-    # beyond the gate's own wobble allowance (gate.EARLIER_TOLERANCE, 0.05).
+    # beyond the gate's own wobble allowance (gate.EARLIER_TOLERANCE, 0.05). 0: with
+    # 0.05, on dev-week seeds 0 and 2 (bench/RESULTS.md, twenty-first round) every
+    # night was kept and today's recall rose 0.23 -> 0.42, but the end of the week
+    # fell 6.0 -> 5.0/15 (seed 2: 7 -> 4, its day 1 lost after the night the default
+    # rejects); seed 1 never came near the allowance.
     max_earlier_drop: float = 0.0
     # What of earlier nights' probes must not become less likely: "answer", the mean
     # log-prob of all of each stored answer's tokens; or "facts", the soft recall
