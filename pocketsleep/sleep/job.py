@@ -95,6 +95,7 @@ def run_sleep(paths: Paths, config: Config, options: SleepOptions = SleepOptions
     started = time.perf_counter()
     with sleep_lock(paths), Journal.open(paths.journal) as journal:
         checkpoint("sleep.locked")
+        journal.check_intact()  # a night writes experts, probes and statuses into it
         episode = Episode.from_journal(journal)
         if episode.empty:
             return SleepReport("nothing to learn")
