@@ -161,6 +161,15 @@ def restore_trainable(model: nn.Module, snapshot: list[tuple[str, mx.array]]) ->
     model.update(tree_unflatten(snapshot))
 
 
+def scale_trainable(model: nn.Module, factor: float) -> None:
+    """Tonight's expert at `factor` of its strength: its B matrices scaled, so that
+    what it adds to every layer (scale · x·A·B) is scaled, and the expert written
+    afterwards is the scaled one."""
+    for _, m in model.named_modules():
+        if isinstance(m, ExpertStack) and m.has_new:
+            m.new_b = m.new_b * factor
+
+
 def save_trainable_expert(model: nn.Module, folder: Path, config: dict) -> None:
     """Write tonight's expert as an mlx-lm adapter folder (caller makes it atomic)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -109,7 +109,7 @@ def print_result(lab: dict, changes: dict, examples: list) -> None:
         general = [a for a in lab["answers"] if a["night"] == night and a["day"] is None]
         keys = ("status", "examples", "drift_kl", "quiz_right_before", "quiz_right_after",
                 "ppl_change", "heldout_logprob_before", "heldout_logprob_after",
-                "dreaming_undone", "total_seconds")
+                "dreaming_undone", "scaled_back", "total_seconds")
         shown = {k: verdict.get(k) for k in keys if k in verdict}
         print(f"night {night}: today {sum(a['correct'] for a in right)}/{len(right)}, "
               f"general {sum(a['correct'] for a in general)}/{len(general)}, {shown}")

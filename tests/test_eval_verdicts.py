@@ -53,6 +53,7 @@ DREAMT = {"ran": True, "candidates": 30, "kept": 10, "replayed": 0, "diversifier
                                                  {"arm": "qa", "gain": -0.1, "reward": 0.0}],
           "undone": {"reasons": [PPL_REASON]}}
 
+SCALED_BACK = {"factor": 0.5, "passed": True, "full_reasons": [PPL_REASON]}
 REPORTS = [
     SleepReport("rejected", 1, conversations=[1, 2], reasons=[PPL_REASON],
                 metrics=gate_metrics(0.12, 0.132, -1.43, -1.20), seconds=632.0),
@@ -61,6 +62,7 @@ REPORTS = [
                                      DREAMT),
                 seconds=600.5),
 ]
+REPORTS[1].metrics["gate"]["scaled_back"] = SCALED_BACK
 
 
 def scripted_sleep_run(monkeypatch) -> tuple[dict, list[dict]]:
@@ -88,11 +90,12 @@ def test_each_nights_verdict_is_kept_and_shown(monkeypatch):
         "earlier_logprob_before": -2.0, "earlier_logprob_after": -2.1,
         "earlier_fact_recall_before": 0.4, "earlier_fact_recall_after": 0.3,
         "earlier_fact_logprobs_before": [-0.9], "earlier_fact_logprobs_after": [-1.2],
-        "dream": None, "dreaming_undone": None,
+        "scaled_back": None, "dream": None, "dreaming_undone": None,
         "seconds": {"self_study": 211.0, "distill": 394.0, "gate": 27.0},
         "total_seconds": 632.0}
     assert (kept["night"], kept["status"], kept["reasons"]) == (2, "succeeded", [])
     assert kept["dreaming_undone"] == [PPL_REASON]
+    assert kept["scaled_back"] == SCALED_BACK
     assert kept["dream"] == {"candidates": 30, "kept": 10, "replayed": 0, "diversifier": "noise",
                              "rehearsal": {"steps": 12}, "trials_rewarded": [1, 2],
                              "undone": True}

@@ -141,3 +141,22 @@ def test_trainable_expert_starts_as_identity_trains_alone_and_saves(model, tmp_p
     assert mx.allclose(logits(model), before, atol=1e-6)
     mlx_lora.attach(model, tmp_path / "tonight")
     assert mx.allclose(logits(model), trained, atol=1e-5)
+
+
+def test_a_scaled_trainable_expert_adds_that_fraction_of_its_change(model, tmp_path):
+    """scale_trainable(f): each touched layer's output moves f times as far from the
+    frozen layer's, and the expert written afterwards is the scaled one."""
+    touched = mlx_lora.add_trainable_expert(model, num_layers=1, keys=["mlp.down_proj"],
+                                            rank=4, scale=2.0)
+    stack = dict(model.named_modules())[touched[0]]
+    stack.new_b = mx.random.normal(stack.new_b.shape, key=mx.random.key(3)) * 0.3
+    x = mx.random.normal((3, stack.linear.weight.shape[1]), key=mx.random.key(4))
+    plain, full = stack.linear(x), stack(x)
+    assert not mx.allclose(full, plain, atol=1e-3)
+
+    mlx_lora.scale_trainable(model, 0.5)
+    assert mx.allclose(stack(x) - plain, 0.5 * (full - plain), atol=1e-5)
+    mlx_lora.save_trainable_expert(model, tmp_path / "half", {
+        "num_layers": 1, "lora_parameters": {"rank": 4, "scale": 2.0}})
+    _, saved = mlx_lora.read_expert(tmp_path / "half")
+    assert mx.allclose(saved[f"{touched[0]}.lora_b"], stack.new_b)

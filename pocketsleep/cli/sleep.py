@@ -224,6 +224,14 @@ def gate_lines(g: dict | None) -> list[str]:
     if g.get("quiz_right_before") is not None:
         lines.append(f"  general quiz: {g['quiz_right_after']} of the "
                      f"{g['quiz_right_before']} it knew still right")
+    back = g.get("scaled_back")
+    if back and back.get("passed"):
+        lines.append(f"  kept at {back['factor']:g} of its strength: the whole expert was "
+                     f"rejected ({'; '.join(back['full_reasons'])}); the figures above are "
+                     "the scaled one's")
+    elif back:
+        lines.append(f"  at {back['factor']:g} of its strength it was rejected too ("
+                     + "; ".join(back["reasons"]) + ")")
     return lines
 
 

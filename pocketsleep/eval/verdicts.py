@@ -40,6 +40,9 @@ def night_verdict(report: SleepReport) -> dict:
         "earlier_fact_recall_after": after.get("earlier_fact_recall"),
         "earlier_fact_logprobs_before": before.get("earlier_fact_logprobs"),
         "earlier_fact_logprobs_after": after.get("earlier_fact_logprobs"),
+        # Tonight's expert judged again at a fraction of its strength after the gate
+        # rejected it (SleepOptions.scale_back): the factor, and whether it passed.
+        "scaled_back": gate.get("scaled_back"),
         "dream": dream_summary(metrics.get("dream")),
         # The gate's reasons for rejecting seeding and dreaming together, when it then
         # judged seeding's expert alone (sleep/job.py, judge).

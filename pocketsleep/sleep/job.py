@@ -240,26 +240,63 @@ def judge(io, gate, heldout, anchors, basis: Basis, options: SleepOptions, seede
     quiz answers) keeps what seeding learned instead of nothing; the caller then
     unselects the night's dreams so that none is replayed as if learned. Off by
     default: it kept more nights but ended the reworded week lower (bench/RESULTS.md,
-    eighth round)."""
+    eighth round). Then, with options.scale_back, a rejected expert is judged at
+    that fraction of its strength (scaled_back)."""
     from ..backends.mlx_lora import restore_trainable
 
     started = time.perf_counter()
     progress("gate", 0, 1)
     unseen = gate.unseen_generic(io, options)
-    verdict = gate.check(io, heldout, anchors, basis.earlier, options, unseen=unseen)
+
+    def check():
+        return gate.check(io, heldout, anchors, basis.earlier, options, unseen=unseen)
+
+    verdict = check()
     took = time.perf_counter() - started
-    budget_left = (None if deadline is None
-                   else deadline + GATE_RESERVE_SECONDS - time.perf_counter())
+
+    def time_for_another() -> bool:  # a second gate, then writing the expert
+        return deadline is None or (
+            deadline + GATE_RESERVE_SECONDS - time.perf_counter() >= 2 * took)
+
     rehearsed = dream_log.get("rehearsal", {}).get("steps", 0) > 0
-    if verdict.passed or seeded is None or not rehearsed:
-        return verdict
-    if budget_left is not None and budget_left < 2 * took:  # a second gate, then writing
-        dream_log["undo_skipped"] = "too little of the budget left for a second gate"
-        return verdict
-    progress("gate: seeding alone", 0, 1)
-    restore_trainable(io.model, seeded)
-    dream_log["undone"] = {"reasons": verdict.reasons, "gate": verdict.metrics}
-    return gate.check(io, heldout, anchors, basis.earlier, options, unseen=unseen)
+    if not verdict.passed and seeded is not None and rehearsed:
+        if not time_for_another():
+            dream_log["undo_skipped"] = "too little of the budget left for a second gate"
+            return verdict
+        progress("gate: seeding alone", 0, 1)
+        restore_trainable(io.model, seeded)
+        dream_log["undone"] = {"reasons": verdict.reasons, "gate": verdict.metrics}
+        verdict = check()
+    if not verdict.passed and options.scale_back and time_for_another():
+        progress("gate: expert scaled back", 0, 1)
+        verdict = scaled_back(io, verdict, options.scale_back, check)
+    return verdict
+
+
+def scaled_back(io, rejected, factor: float, check):
+    """The gate's verdict on tonight's expert at `factor` of its strength, where the
+    full one was `rejected` by a check of what it harms (drift, the quiz, perplexity,
+    earlier nights) while its held-out questions improved; a smaller step in the same
+    direction harms less and still learns some. The scaled expert stays in the model
+    if it passes (the one written); otherwise the full one is put back and `rejected`
+    stands. Either verdict's metrics say what was tried ("scaled_back")."""
+    from ..backends.mlx_lora import restore_trainable, scale_trainable, trainable_snapshot
+
+    before, after = (rejected.metrics.get(k) or {} for k in ("before", "after"))
+    held = before.get("heldout_logprob"), after.get("heldout_logprob")
+    if None not in held and held[1] <= held[0]:
+        return rejected  # it learned nothing to keep part of
+    full = trainable_snapshot(io.model)
+    scale_trainable(io.model, factor)
+    second = check()
+    if second.passed:
+        second.metrics["scaled_back"] = {"factor": factor, "passed": True,
+                                         "full_reasons": rejected.reasons}
+        return second
+    restore_trainable(io.model, full)
+    rejected.metrics["scaled_back"] = {"factor": factor, "passed": False,
+                                       "reasons": second.reasons}
+    return rejected
 
 
 def withdrawn_during_sleep(journal: Journal, episode: Episode,

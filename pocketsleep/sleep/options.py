@@ -265,6 +265,12 @@ class SleepOptions:
     # 5.2/15 both, general probes 5.2 -> 4.8/6. Not enough to change what the gate
     # protects.
     earlier_probe_check: str = "answer"
+    # A night the gate rejects, though its held-out questions improved, is judged
+    # again with tonight's expert at this fraction of its strength (its B matrices
+    # scaled; sleep/job.py, judge) and kept so if it passes: half of what it learned
+    # may cost earlier nights and general answers half as much. 0 = no second try.
+    # A second gate costs ~40 s on a dev-week night here.
+    scale_back: float = 0.0
 
     # -- time -------------------------------------------------------------------------
     budget_seconds: float | None = None
@@ -331,6 +337,9 @@ class SleepOptions:
                              f"one of {', '.join(EARLIER_ANCHOR_TARGETS)}")
         if self.context_contrast < 0:
             raise ValueError(f"context_contrast is {self.context_contrast}; 0 or more")
+        if not 0 <= self.scale_back < 1:
+            raise ValueError(f"scale_back is {self.scale_back}; 0 (off) or a fraction "
+                             "below 1")
         if self.earlier_anchor_slots < 0:
             raise ValueError(f"earlier_anchor_slots is {self.earlier_anchor_slots}; "
                              "0 or more")
