@@ -174,3 +174,4 @@ def test_status_shows_the_version_and_disk_use(capsys, home, journal):
     assert "experts " in rows["disk use"] and "model cache " in rows["disk use"]
     info = json.loads(run(capsys, "status", "--json")[1])
     assert info["personal_model"] == "v1" and info["disk"]["versions"] > 0
+    assert info["disk"]["model_cache"] > 0 and not any(" " in k for k in info["disk"])

@@ -119,7 +119,7 @@ def test_disk_use_by_kind(home, journal):
     merged(home, journal, "dog", seed=1)
     use = disk_use(home.paths)
     assert use["versions"] > 0 and use["experts"] > 0 and use["journal"] > 0
-    assert use["model cache"] > 0  # the GGUF converted to MLX once, for the merge
+    assert use["model_cache"] > 0  # the GGUF converted to MLX once, for the merge
     assert use["total"] == sum(v for k, v in use.items() if k != "total")
 
 

@@ -122,7 +122,8 @@ def command(obj: CliContext, as_json: bool) -> None:
            + (f" ({r['error']})" if r["error"] else ""))
           for kind in sleep_runs.KINDS if (r := info[f"last_{kind}"])],
         ("dreaming", dream_text(info["dream_policy"])),
-        ("disk use", ", ".join(f"{k} {human_bytes(v)}" for k, v in info["disk"].items()
+        ("disk use", ", ".join(f"{k.replace('_', ' ')} {human_bytes(v)}"
+                               for k, v in info["disk"].items()
                                if k not in ("total", "other") and v)),
     ]
     for key, value in rows:

@@ -60,7 +60,7 @@ def disk_use(paths: Paths) -> dict[str, int]:
         "experts": folder_size(paths.experts),
         "versions": versions,
         # GGUF conversions to MLX and downloaded hub models.
-        "model cache": folder_size(paths.models) - versions,
+        "model_cache": folder_size(paths.models) - versions,
         "logs": folder_size(paths.logs),
         "exports": folder_size(paths.exports),
     }
