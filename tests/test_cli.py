@@ -66,7 +66,8 @@ def test_log_private_from_stdin(capsys, monkeypatch):
     code, out, _ = run(capsys, "log", "--file", "-", "--private")
     assert code == 0 and "private" in out
     code, out, _ = run(capsys, "history")
-    assert "[private]" in out
+    row = out.splitlines()[1].split()
+    assert row[4] == "private" and "pending" not in out  # it never waits for a sleep
 
 
 def test_log_with_the_day_it_was_held(capsys, conv_file):

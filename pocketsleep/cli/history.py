@@ -29,10 +29,13 @@ def command(obj: CliContext, conversation_id: int | None, as_json: bool) -> None
             return
         click.echo(f"{'ID':>4}  {'STARTED':<16}  {'MSGS':>4}  {'STATUS':<12}  TITLE")
         for c in conversations:
-            mark = " [private]" if c.private else ""
+            # A private conversation is never learned: "pending" would say it waits
+            # for tonight's sleep.
+            status = "private" if c.private and c.status == "pending" else c.status
+            mark = " [private]" if c.private and status != "private" else ""
             click.echo(
                 f"{c.id:>4}  {c.started_at[:16].replace('T', ' '):<16}  {c.message_count:>4}"
-                f"  {c.status:<12}  {one_line(c.display_title, 50)}{mark}"
+                f"  {status:<12}  {one_line(c.display_title, 50)}{mark}"
             )
         return
 
