@@ -86,6 +86,7 @@ def test_ask_prints_json_and_logs_only_when_asked(capsys, data_home):
     assert code == 0 and printed == out["answer"].strip()
     with Journal.open(data_home / "journal.db") as j:
         (c,) = j.conversations()
+        assert c.title == "What is frozen water called?"
         assert [(m.role, m.content) for m in j.messages(c.id)][0] == (
             "user", "What is frozen water called?")
         assert [m.role for m in j.messages(c.id)] == ["user", "assistant"]

@@ -83,7 +83,8 @@ def test_the_prompt_skips_replaced_answers_and_stops_at_the_last_user_turn():
 
 def test_titles_and_times():
     assert title_from("  remember:\n my sister Ada lives in Lisbon ") == \
-        "remember: my sister Ada lives in"
+        "remember: my sister Ada lives in…"
+    assert title_from("my dog Biscuit") == "my dog Biscuit"  # nothing cut, no "…"
     assert title_from("\x1b[31m") == "\\x1b[31m"
     assert title_from("   ") == "Untitled"
     assert format_when("not a date") == "not a date"

@@ -25,9 +25,9 @@ TITLE_CHARS = 60
 
 def title_from(text: str) -> str:
     """A conversation's title: the first few words of its first message."""
-    words = " ".join(text.split()[:TITLE_WORDS])
-    title = one_line(words, TITLE_CHARS)
-    return title or "Untitled"
+    words = text.split()
+    title = " ".join(words[:TITLE_WORDS]) + ("…" if len(words) > TITLE_WORDS else "")
+    return one_line(title, TITLE_CHARS) or "Untitled"
 
 
 def safe_display(text: str) -> str:

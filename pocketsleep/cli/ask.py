@@ -15,7 +15,7 @@ from ..backends.base import GenerationOptions
 from ..engines import ENGINES, open_engine
 from ..errors import InputError
 from ..prompts import closed_book
-from ..text import printable, require_utf8
+from ..text import one_line, printable, require_utf8
 from .context import CliContext
 
 
@@ -65,7 +65,7 @@ def command(obj: CliContext, words: tuple[str, ...], model: str | None, engine: 
     done = time.perf_counter()
     if log:
         journal = obj.journal
-        cid = journal.start_conversation(title=question[:60], source="ask")
+        cid = journal.start_conversation(title=one_line(question, 60), source="ask")
         journal.add_message(cid, "user", question)
         journal.add_message(cid, "assistant", answer, token_count=llm.count_tokens(answer),
                             model_version=llm.personal_version)
