@@ -232,3 +232,18 @@ def test_ctrl_c_exits_130_and_a_declined_confirmation_1(capsys, monkeypatch):
     finally:
         cli.commands.pop("interrupted-for-test")
         cli.commands.pop("declined-for-test")
+
+
+def test_the_waiting_note_shows_on_a_terminal_only_and_is_wiped(capsys):
+    from pocketsleep.cli.ask import WaitingNote
+
+    quiet = WaitingNote(enabled=False)
+    quiet.show("loading the model…")
+    quiet.clear()
+    assert capsys.readouterr().err == ""
+    note = WaitingNote(enabled=True)
+    note.show("loading the model…")
+    note.clear()
+    note.clear()  # wiped once
+    err = capsys.readouterr().err
+    assert err == "loading the model…\r" + " " * 18 + "\r"

@@ -7,6 +7,7 @@ has learned into its weights. This is how memory is probed.
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import click
@@ -44,8 +45,14 @@ def command(obj: CliContext, words: tuple[str, ...], model: str | None, engine: 
         from .models import merge_at_start
 
         merge_at_start(obj)
+    waiting = WaitingNote(enabled=not as_json and sys.stderr.isatty())
+    waiting.show("loading the model…")
     started = time.perf_counter()
-    llm = open_engine(obj.paths, obj.config, model=model, engine=engine)
+    try:
+        llm = open_engine(obj.paths, obj.config, model=model, engine=engine)
+    except BaseException:
+        waiting.clear()  # the error's line starts on a clean line
+        raise
     loaded = time.perf_counter()
     messages = closed_book(question)
     options = GenerationOptions(max_tokens=max_tokens, temperature=temperature)
@@ -55,10 +62,12 @@ def command(obj: CliContext, words: tuple[str, ...], model: str | None, engine: 
         for piece in llm.stream_chat(messages, options):
             if first_token_at is None:
                 first_token_at = time.perf_counter()
+                waiting.clear()
             pieces.append(piece)
             if not as_json:
                 click.echo(printable(piece), nl=False)
     finally:
+        waiting.clear()
         answer = "".join(pieces)
         if not as_json:
             click.echo()
@@ -80,3 +89,23 @@ def command(obj: CliContext, words: tuple[str, ...], model: str | None, engine: 
             "total_seconds": round(done - started, 3),
         }))
     llm.close()
+
+
+class WaitingNote:
+    """A note on the terminal while nothing is printed yet (loading a model can take
+    half a minute on a busy machine), wiped before the answer starts. Only where
+    stderr is a terminal: a pipe or a log gets the answer alone."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.shown = enabled, ""
+
+    def show(self, text: str) -> None:
+        if self.enabled:
+            self.clear()
+            click.echo(text, err=True, nl=False)
+            self.shown = text
+
+    def clear(self) -> None:
+        if self.shown:
+            click.echo("\r" + " " * len(self.shown) + "\r", err=True, nl=False)
+            self.shown = ""
