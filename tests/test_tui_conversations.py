@@ -73,7 +73,7 @@ async def test_a_new_conversation_starts_in_the_journal_with_its_first_message(j
         await say(pilot, "please remember that my cat is called Miso")
         cid = app.chat.conversation_id
         assert cid != ada
-        assert journal.conversation(cid).title == "please remember that my cat is"
+        assert journal.conversation(cid).title == "please remember that my cat is…"
         assert journal.conversation(cid).source == "chat"
         assert "please remember that my c" in sidebar_text(app)
 
