@@ -269,7 +269,11 @@ class SleepOptions:
     # again with tonight's expert at this fraction of its strength (its B matrices
     # scaled; sleep/job.py, judge) and kept so if it passes: half of what it learned
     # may cost earlier nights and general answers half as much. 0 = no second try.
-    # A second gate costs ~40 s on a dev-week night here.
+    # A second gate costs ~40 s on a dev-week night here. Off: with 0.5, on dev-week
+    # seeds 0-2 (bench/RESULTS.md, twenty-second round) every rejected night passed
+    # at half strength (15 of 15 kept, against 12) and today's recall went 0.27 ->
+    # 0.31, but the end of the week 5.7 -> 3.7/15: two of the four nights kept at
+    # half strength learned half of their day, and all four moved the earlier days.
     scale_back: float = 0.0
 
     # -- time -------------------------------------------------------------------------
