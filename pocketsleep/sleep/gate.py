@@ -177,7 +177,7 @@ def check(io: ModelIO, heldout: list[Example], anchors: list[Example],
         metrics["unseen_drift_kl"] = round(unseen_drift(io, unseen), 4)
         metrics.update(quiz_lost(io, unseen, options))
     reasons = []
-    if before["heldout_logprob"] is not None and after["heldout_logprob"] <= before["heldout_logprob"]:
+    if heldout_not_improved(before, after):
         reasons.append("held-out self-study questions did not improve "
                        f"({before['heldout_logprob']:.3f} -> {after['heldout_logprob']:.3f} nats/token)")
     if drift > options.max_drift_kl:
@@ -196,6 +196,13 @@ def check(io: ModelIO, heldout: list[Example], anchors: list[Example],
                        f"(limit {options.max_ppl_increase:+.0%})")
     reasons += earlier_dropped(before, after, options)
     return GateResult(passed=not reasons or not options.gate, reasons=reasons, metrics=metrics)
+
+
+def heldout_not_improved(before: dict, after: dict) -> bool:
+    """The held-out self-study questions were measured and did not become more
+    likely (measure()'s figures before and after tonight's expert)."""
+    b, a = before.get("heldout_logprob"), after.get("heldout_logprob")
+    return b is not None and a is not None and a <= b
 
 
 def earlier_dropped(before: dict, after: dict, options: SleepOptions) -> list[str]:

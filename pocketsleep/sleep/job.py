@@ -281,10 +281,10 @@ def scaled_back(io, rejected, factor: float, check):
     if it passes (the one written); otherwise the full one is put back and `rejected`
     stands. Either verdict's metrics say what was tried ("scaled_back")."""
     from ..backends.mlx_lora import restore_trainable, scale_trainable, trainable_snapshot
+    from .gate import heldout_not_improved
 
     before, after = (rejected.metrics.get(k) or {} for k in ("before", "after"))
-    held = before.get("heldout_logprob"), after.get("heldout_logprob")
-    if None not in held and held[1] <= held[0]:
+    if heldout_not_improved(before, after):
         return rejected  # it learned nothing to keep part of
     full = trainable_snapshot(io.model)
     scale_trainable(io.model, factor)
