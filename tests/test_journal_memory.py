@@ -48,6 +48,27 @@ def test_probes_name_the_conversation_they_were_written_from(journal):
     assert journal.expert_sources([eid, old]) == [dog, cat]
 
 
+def test_rehearsal_questions_are_kept_apart_from_the_probes_gates_check(journal):
+    """A night's rehearsal questions (SleepOptions.rehearsal_questions) were trained
+    on: later nights hold them as anchors, but only held-out probes are checked."""
+    dog = journal.log_conversation([{"role": "user", "content": "My dog is Rex."}])
+    sid = journal.begin_sleep()
+    eid = journal.accept_expert(sid, "nightly", "n", {}, [dog], [
+        ("Who is my dog?", "Rex", dog), ("Name my dog?", "Rex.", dog, "rehearsal"),
+        ("What pet do I have?", "A dog", dog)], {})
+    assert journal.active_probes() == [("Who is my dog?", "Rex"), ("What pet do I have?", "A dog")]
+    assert journal.active_probes(("heldout", "rehearsal")) == [
+        ("Who is my dog?", "Rex"), ("Name my dog?", "Rex."), ("What pet do I have?", "A dog")]
+    assert [p["question"] for p in journal.expert_probes([eid])] == [
+        "Who is my dog?", "What pet do I have?"]
+    assert [(p["question"], p["kind"]) for p in journal.expert_probes([eid], ("rehearsal",))] \
+        == [("Name my dog?", "rehearsal")]
+    # Derived from the conversation all the same: forget deletes them too.
+    assert len(journal.probes_about(dog)) == 3
+    journal.forget(dog)
+    assert journal.active_probes(("heldout", "rehearsal")) == []
+
+
 def test_probe_conversations_are_those_still_learned_and_not_private(journal):
     """What an earlier probe's anchor may reread (earlier_anchor_targets): only a
     conversation an active expert learned, that the user has not made private."""

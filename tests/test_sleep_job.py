@@ -446,6 +446,66 @@ def test_the_second_night_wears_the_first_expert_and_adds_its_own(
     assert set(statuses(journal).values()) == {"consolidated"}
 
 
+def test_a_night_stores_rehearsal_questions_that_the_next_night_holds_but_does_not_check(
+        paths, journal, config, monkeypatch):
+    """rehearsal_questions: some of the questions a night trained on are stored with
+    its expert; the next night anchors them beside the held-out probes, and its gate
+    checks the held-out probes alone."""
+    from pocketsleep.sleep import gate, selfstudy
+
+    learnable_self_study(monkeypatch)
+    options = FAST.but(heldout_fraction=0.5, rehearsal_questions=8)
+    log_day(journal)
+    trained = []
+    real_study = selfstudy.study
+
+    def study(*args, **kwargs):
+        episode, train, heldout = real_study(*args, **kwargs)
+        trained.extend({e.question for e in train if e.kind == "statement"})
+        return episode, train, heldout
+
+    monkeypatch.setattr(selfstudy, "study", study)
+    assert run_sleep(paths, config, options).status == "succeeded"
+    probes = journal.active_probes()
+    rehearsed = journal.active_probes(("rehearsal",))
+    assert probes and rehearsed
+    assert sorted(q for q, _ in rehearsed) == sorted(trained)  # each trained question once
+    assert not {q for q, _ in probes} & {q for q, _ in rehearsed}
+
+    anchored, checked = [], []
+    real_anchors, real_check = selfstudy.earlier_anchors, gate.check
+
+    def earlier_anchors(io, earlier, *args, **kwargs):
+        anchored.extend(earlier)
+        return real_anchors(io, earlier, *args, **kwargs)
+
+    def check(io, heldout, anchors, earlier, *args, **kwargs):
+        checked.extend(earlier)
+        return real_check(io, heldout, anchors, earlier, *args, **kwargs)
+
+    monkeypatch.setattr(selfstudy, "earlier_anchors", earlier_anchors)
+    monkeypatch.setattr(gate, "check", check)
+    log_day(journal, [[{"role": "user", "content": "I started learning the cello."}]])
+    assert run_sleep(paths, config, options.but(rehearsal_questions=0)).status == "succeeded"
+    assert sorted(anchored) == sorted(probes + rehearsed)
+    assert checked == probes
+
+
+def test_rehearsal_set_takes_the_statements_in_turn():
+    from types import SimpleNamespace as Ex
+
+    def ex(statement, question, kind="statement", tokens=(1,)):
+        return Ex(kind=kind, statement=statement, question=question,
+                  answer=Ex(tokens=list(tokens)))
+
+    train = [ex("a", "A1?"), ex("a", "A1?"), ex("a", "A2?"), ex("a", "A3?"),
+             ex("b", "B1?"), ex("b", "B2?", tokens=()), ex(None, "Recall?", kind="recall"),
+             ex(None, "Anchor?", kind="anchor"), ex("c", "C1?")]
+    assert [e.question for e in job.rehearsal_set(train, 4)] == ["A1?", "B1?", "C1?", "A2?"]
+    assert [e.question for e in job.rehearsal_set(train, 10)] == ["A1?", "B1?", "C1?", "A2?", "A3?"]
+    assert job.rehearsal_set(train, 0) == []
+
+
 def test_earlier_anchors_reread_the_conversations_the_journal_still_holds(
         paths, journal, config, monkeypatch):
     """earlier_anchor_targets="conversation": the second night's anchors for night 1's
@@ -537,3 +597,8 @@ def test_a_bare_teacher_reads_the_day_without_the_earlier_experts(
     np.testing.assert_allclose(seen["by_teacher"], np.array(base(seen["ids"])), atol=1e-5)
     # The student wore night 1's expert all the while.
     assert np.abs(seen["by_student"] - seen["by_teacher"]).max() > 1e-3
+
+
+def test_a_negative_number_of_rehearsal_questions_is_refused():
+    with pytest.raises(ValueError, match="rehearsal_questions"):
+        FAST.but(rehearsal_questions=-1)

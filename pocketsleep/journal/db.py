@@ -14,7 +14,7 @@ import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from sqlite_utils import Database
 
@@ -331,20 +331,27 @@ class Journal:
         return expert_id
 
     def _insert_probes(self, expert_id: int, probes: Iterable[tuple], t: str) -> None:
-        for question, answer, *source in probes:
+        """probes: (question, answer[, conversation_id[, kind]]); kind "heldout" (never
+        trained on: what gates check) or "rehearsal" (a question the night trained
+        on, held in place by later nights: SleepOptions.rehearsal_questions)."""
+        for question, answer, *rest in probes:
+            source = rest[0] if rest else None
+            kind = rest[1] if len(rest) > 1 else "heldout"
             self.db.execute(
                 "INSERT INTO probes (created_at, expert_id, question, answers, kind,"
-                " conversation_id) VALUES (?, ?, ?, ?, 'heldout', ?)",
-                [t, expert_id, question, json.dumps([answer]), source[0] if source else None])
+                " conversation_id) VALUES (?, ?, ?, ?, ?, ?)",
+                [t, expert_id, question, json.dumps([answer]), kind, source])
 
     def last_message_id(self) -> int:
         return self._scalar("SELECT coalesce(max(id), 0) FROM messages")
 
-    def active_probes(self) -> list[tuple[str, str]]:
-        """(question, expected answer) stored by the experts the model wears now."""
+    def active_probes(self, kinds: Sequence[str] = ("heldout",)) -> list[tuple[str, str]]:
+        """(question, expected answer) stored by the experts the model wears now, of
+        these kinds (see _insert_probes), oldest first."""
         rows = self.db.query(
             "SELECT p.question, p.answers FROM probes p JOIN experts e ON e.id = p.expert_id"
-            " WHERE e.status = 'active' ORDER BY p.id")
+            f" WHERE e.status = 'active' AND p.kind IN ({','.join('?' * len(kinds))})"
+            " ORDER BY p.id", list(kinds))
         return [(r["question"], json.loads(r["answers"])[0]) for r in rows]
 
     def probe_conversations(self) -> dict[tuple[str, str], int]:
@@ -436,13 +443,16 @@ class Journal:
             "SELECT DISTINCT conversation_id FROM expert_sources WHERE expert_id IN"
             f" ({','.join('?' * len(ids))}) ORDER BY conversation_id", ids).fetchall()]
 
-    def expert_probes(self, expert_ids: Iterable[int]) -> list[dict]:
-        """The probes these experts stored: id, expert_id, question, answer,
-        conversation_id (None when unknown), kind; oldest first."""
+    def expert_probes(self, expert_ids: Iterable[int],
+                      kinds: Sequence[str] = ("heldout",)) -> list[dict]:
+        """The probes of these kinds (see _insert_probes) these experts stored: id,
+        expert_id, question, answer, conversation_id (None when unknown), kind; oldest
+        first."""
         ids = sorted(set(expert_ids))
         rows = self.db.query(
             "SELECT id, expert_id, question, answers, conversation_id, kind FROM probes"
-            f" WHERE expert_id IN ({','.join('?' * len(ids))}) ORDER BY id", ids)
+            f" WHERE expert_id IN ({','.join('?' * len(ids))})"
+            f" AND kind IN ({','.join('?' * len(kinds))}) ORDER BY id", ids + list(kinds))
         return [_probe(r) for r in rows]
 
     def accept_consolidation(self, sleep_id: int, level: str, path: str, config: dict,

@@ -54,10 +54,15 @@ class Basis:
     reread: Episode | None = None
     # Earlier probe -> the turns of the reread conversation it was written from.
     probe_sources: dict[tuple[str, str], tuple[dict, ...]] = field(default_factory=dict)
+    # What tonight holds in place as earlier anchors: the earlier probes, and the
+    # rehearsal questions stored beside them (SleepOptions.rehearsal_questions),
+    # oldest first. None: the probes alone.
+    anchored: list[tuple[str, str]] | None = None
 
     @classmethod
     def tonight(cls, journal: Journal, options: SleepOptions) -> "Basis":
-        basis = cls(journal.active_experts(), journal.active_probes())
+        basis = cls(journal.active_experts(), journal.active_probes(),
+                    anchored=journal.active_probes(("heldout", "rehearsal")))
         if options.earlier_anchor_targets == "conversation":
             written_from = journal.probe_conversations()
             basis.reread = Episode.of(journal, sorted(set(written_from.values())))
@@ -147,7 +152,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     teacher = (Teacher(io, options) if options.teacher_wears_experts
                else BareTeacher(io, earlier, options))
     whole = episode
-    episode, train, heldout = study(io, teacher, whole, options, progress, basis.earlier,
+    held = basis.earlier if basis.anchored is None else basis.anchored
+    episode, train, heldout = study(io, teacher, whole, options, progress, held,
                                     study_until, basis.probe_sources)
     deferred = list(whole.conversation_ids[len(episode.conversation_ids):])
     timings["self_study"] = time.perf_counter() - t
@@ -220,6 +226,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     # Each probe names the conversation it was written from: `forget` finds it there.
     probes = dedupe([(e.question, io.decode(e.answer.tokens), episode.conversation_of(e.statement))
                      for e in heldout if e.kind != "anchor" and e.answer.tokens])
+    probes += [(e.question, io.decode(e.answer.tokens), episode.conversation_of(e.statement),
+                "rehearsal") for e in rehearsal_set(train, options.rehearsal_questions)]
     if basis.record is not None:
         expert_id = basis.record(journal, sleep_id, name, config_json, probes, metrics)
     else:
@@ -321,6 +329,25 @@ def dedupe(probes: list[tuple]) -> list[tuple]:
         if probe[0] not in seen:
             seen.add(probe[0])
             out.append(probe)
+    return out
+
+
+def rehearsal_set(train: list, n: int) -> list:
+    """Up to n of tonight's training statement questions, one example each (the first
+    the set holds), taken from the statements in turn so that each statement is
+    among them."""
+    by_statement: dict[str, list] = {}
+    seen = set()
+    for e in train:
+        if e.kind == "statement" and e.answer.tokens and e.question not in seen:
+            seen.add(e.question)
+            by_statement.setdefault(e.statement, []).append(e)
+    queues = list(by_statement.values())
+    out = []
+    while len(out) < n and any(queues):
+        for queue in queues:
+            if queue and len(out) < n:
+                out.append(queue.pop(0))
     return out
 
 

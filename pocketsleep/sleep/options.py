@@ -166,6 +166,13 @@ class SleepOptions:
     # earlier_probe_check=facts, seeds 1 and 4 lost earlier facts every night from
     # night 2 (kept 1 of 5 each; end of the week 2 and 1/15, default 3 and 6).
     earlier_anchor_targets: str = "closed-book"
+    # Up to this many of tonight's training questions (one teacher answer each, taken
+    # in turn from the statements; job.rehearsal_set) stored with the expert as
+    # rehearsal questions: later nights hold them in place as earlier anchors beside
+    # the held-out probes (the most recent `earlier_anchors` of both), so that the
+    # facts a night trained on are held, not only the one or two questions it held
+    # out. The gate still checks the held-out probes alone. 0 = off.
+    rehearsal_questions: int = 0
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
     # what the user said (selfstudy.fact_token_weights); 1 = every token alike.
@@ -344,6 +351,9 @@ class SleepOptions:
         if not 0 <= self.scale_back < 1:
             raise ValueError(f"scale_back is {self.scale_back}; 0 (off) or a fraction "
                              "below 1")
+        if self.rehearsal_questions < 0:
+            raise ValueError(f"rehearsal_questions is {self.rehearsal_questions}; "
+                             "0 or more")
         if self.earlier_anchor_slots < 0:
             raise ValueError(f"earlier_anchor_slots is {self.earlier_anchor_slots}; "
                              "0 or more")
