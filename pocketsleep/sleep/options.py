@@ -171,7 +171,16 @@ class SleepOptions:
     # rehearsal questions: later nights hold them in place as earlier anchors beside
     # the held-out probes (the most recent `earlier_anchors` of both), so that the
     # facts a night trained on are held, not only the one or two questions it held
-    # out. The gate still checks the held-out probes alone. 0 = off.
+    # out. The gate still checks the held-out probes alone. 0 = off: with 4 and
+    # earlier_anchors=32 (every earlier night's held), on dev-week seeds 0 and 2
+    # (bench/RESULTS.md, twenty-third round) today's recall 0.45 -> 0.25 and 0.20 ->
+    # 0.28, the end of the week 7 -> 5 and 6 -> 5/15: drawn with the generic anchors,
+    # they take places from the held-out probes, which fell further (three nights
+    # rejected for them against two).
+    # With earlier_anchor_slots=1 as well, on five seeds: the end of the week 5.6 ->
+    # 6.6/15 (higher on four seeds), general 4.8 -> 5.2/6, but today's recall 0.34 ->
+    # 0.27 (lower on three): later nights learned their days less. (Like every
+    # earlier anchor, `forget` does not rebuild the later experts that held them.)
     rehearsal_questions: int = 0
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
