@@ -59,6 +59,11 @@ class Basis:
     # oldest first. None: the probes alone.
     anchored: list[tuple[str, str]] | None = None
 
+    @property
+    def held(self) -> list[tuple[str, str]]:
+        """The earlier questions tonight's self-study anchors."""
+        return self.earlier if self.anchored is None else self.anchored
+
     @classmethod
     def tonight(cls, journal: Journal, options: SleepOptions) -> "Basis":
         basis = cls(journal.active_experts(), journal.active_probes(),
@@ -152,8 +157,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     teacher = (Teacher(io, options) if options.teacher_wears_experts
                else BareTeacher(io, earlier, options))
     whole = episode
-    held = basis.earlier if basis.anchored is None else basis.anchored
-    episode, train, heldout = study(io, teacher, whole, options, progress, held,
+    episode, train, heldout = study(io, teacher, whole, options, progress, basis.held,
                                     study_until, basis.probe_sources)
     deferred = list(whole.conversation_ids[len(episode.conversation_ids):])
     timings["self_study"] = time.perf_counter() - t
