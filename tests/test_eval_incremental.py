@@ -5,6 +5,7 @@ On the fake engine: seconds in all."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -143,10 +144,16 @@ KILLED = textwrap.dedent("""
 
 
 def test_a_run_killed_in_method_two_leaves_a_whole_file(suite_file, tmp_path):
-    out = tmp_path / "eval.json"
-    done = subprocess.run([sys.executable, "-c", KILLED, "eval", "--suite", str(suite_file),
-                           "--methods", "icl,killed", "--json", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    out, tmp = tmp_path / "eval.json", tmp_path / "tmp"
+    tmp.mkdir()
+
+    def run(methods):
+        return subprocess.run([sys.executable, "-c", KILLED, "eval", "--suite", str(suite_file),
+                               "--methods", methods, "--json", str(out)],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "TMPDIR": str(tmp)})
+
+    done = run("icl,killed")
     assert done.returncode == -9, done.stderr
     result = json.loads(out.read_text())
     assert result["complete"] is False
@@ -154,6 +161,20 @@ def test_a_run_killed_in_method_two_leaves_a_whole_file(suite_file, tmp_path):
     killed = result["methods"]["killed"]
     assert (killed["complete"], killed["nights_done"]) == (False, 2)
     assert killed["retention"][1] == [None, 0.0, None]
+
+    # The killed run's temporary homes stay behind; the next run removes them, and
+    # leaves alone those of a run still going (this process's pid). (MLX keeps a
+    # kernel cache in the same folder.)
+    def homes():
+        return sorted(p.name for p in tmp.glob(".pocketsleep-eval.*"))
+
+    [left] = homes()
+    running = tmp / f".pocketsleep-eval.{os.getpid()}-abc"
+    running.mkdir()
+    done = run("icl")
+    assert done.returncode == 0, done.stderr
+    assert f"removed {tmp / left}, left by a run that was killed" in done.stderr
+    assert homes() == [running.name]
 
 
 def test_resume_runs_only_the_methods_not_finished(capsys, suite_file, tmp_path, engines):

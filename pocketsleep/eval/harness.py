@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 from ..backends.base import Engine, GenerationOptions
 from ..config import Config, Paths
+from ..files import left_by_dead_writer, temp_prefix
 from ..prompts import GENERAL_TEXT_PROMPT
 from .measure import PeakMemory
 from .method_run import MethodRun
@@ -31,6 +33,8 @@ Update = Callable[[dict], None]
 
 #: Keys whose values are timings or memory: they differ between identical runs.
 TIMING_KEYS = ("sleep_seconds", "peak_rss_mb", "seconds")
+#: Each run's temporary data homes are in `<tmp>/.pocketsleep-eval.<pid>-<random>`.
+TEMP_NAME = "pocketsleep-eval"
 
 
 def run_eval(
@@ -61,7 +65,9 @@ def run_eval(
     update = on_update or (lambda result: None)
     settings = run_settings(suite, config, seed, max_tokens)
     kept = finished_methods(resume_from, settings) if resume_from else {}
-    with tempfile.TemporaryDirectory(prefix="pocketsleep-eval-") as tmp:
+    for home in sweep_killed_runs():
+        say(f"removed {home}, left by a run that was killed")
+    with tempfile.TemporaryDirectory(prefix=temp_prefix(TEMP_NAME)) as tmp:
         root = Path(tmp)
         shared = LazyEngine(lambda: _open_base(root / "engine", config, engine_factory, say))
         options = GenerationOptions(max_tokens=max_tokens, temperature=0.0, seed=seed)
@@ -93,6 +99,19 @@ def run_eval(
             return final
         finally:
             shared.close()
+
+
+def sweep_killed_runs() -> list[Path]:
+    """Delete the temporary homes that killed runs left behind (a SIGKILL skips
+    TemporaryDirectory's cleanup; each holds journals and model versions). Only a
+    home whose run's process is gone: an evaluation running beside this one keeps
+    its own."""
+    gone = []
+    for home in Path(tempfile.gettempdir()).glob(f".{TEMP_NAME}.*"):
+        if home.is_dir() and left_by_dead_writer(home, TEMP_NAME):
+            shutil.rmtree(home, ignore_errors=True)
+            gone.append(home)
+    return gone
 
 
 def _open_base(home: Path, config: Config, engine_factory, say: Progress) -> Engine:
