@@ -146,7 +146,9 @@ class SleepOptions:
     # 25 against 19 and today's recall rose 0.26 -> 0.32 (lower on one seed), general
     # probes 5.2 -> 5.4/6, but the end of the week did not gain (5.2 -> 5.0/15), the
     # gate checks these very probes (their facts still fell 12% on one kept night),
-    # and the generic prompts drifted 2-3x as far.
+    # and the generic prompts drifted 2-3x as far (Intel Xeon). On the AMD EPYC,
+    # where the defaults keep 22 of 25 nights (twenty-fourth round, five seeds):
+    # today's recall 0.34 -> 0.32, the end of the week 5.6 -> 4.4/15, 24 nights kept.
     earlier_anchor_slots: int = 0
     # Whose distribution the earlier probes' stored answers are distilled towards:
     # "closed-book", the model as it is before tonight, asked with nothing in its
@@ -179,8 +181,10 @@ class SleepOptions:
     # rejected for them against two).
     # With earlier_anchor_slots=1 as well, on five seeds: the end of the week 5.6 ->
     # 6.6/15 (higher on four seeds), general 4.8 -> 5.2/6, but today's recall 0.34 ->
-    # 0.27 (lower on three): later nights learned their days less. (Like every
-    # earlier anchor, `forget` does not rebuild the later experts that held them.)
+    # 0.27 (lower on three): later nights learned their days less; with the slot
+    # alone (twenty-fourth round) 0.32 and 4.4/15, so the week's gain is the
+    # rehearsal questions'. (Like every earlier anchor, `forget` does not rebuild
+    # the later experts that held them.)
     rehearsal_questions: int = 0
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from
