@@ -40,13 +40,13 @@ class SleepOptions:
     # question); at most max_questions_per_statement in all. Off by default: on
     # dev-week days 1-3 (bench/RESULTS.md, fifth round) two lists per statement
     # gave the same recall (2/4, 1/3, 0/4) and doubled self-study (72 -> 134 s).
-    # With quote_bias (twenty-fourth round, days 1-3, seeds 1 and 2): right after
-    # each night 0.28 -> 0.58 and 0.33 -> 0.25, the days so far after night 3 2 -> 5
-    # and 5 -> 6 of 11: to be measured on five seeds. (Also tried: a greedy question
-    # about each clause of a statement; recall ended at 2/15 against 4/15, two nights
-    # rejected: RESULTS, seventh round. And "What do you know about my X?" for each
-    # "my X" the user said: 1/11 against 2/11 after three nights, general probes
-    # 3/6: RESULTS, ninth round.)
+    # With quote_bias (twenty-fourth round, days 1-3, seeds 0-3): right after each
+    # night 0.40 -> 0.40 (0.11-0.67 by seed), the days so far after night 3 16 -> 20
+    # of 44, general 19 -> 22 of 24, seed 0's night 1 rejected for the quiz.
+    # (Also tried: a greedy question about each clause of a statement; recall ended
+    # at 2/15 against 4/15, two nights rejected: RESULTS, seventh round. And "What do
+    # you know about my X?" for each "my X" the user said: 1/11 against 2/11 after
+    # three nights, general probes 3/6: RESULTS, ninth round.)
     question_lists: int = 0
     max_questions_per_statement: int = 8
     # Each training statement question asked again in up to this many other words
