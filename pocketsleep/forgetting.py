@@ -6,7 +6,9 @@ it, and in the slower experts it was consolidated into. So:
 
     remove the text (journal.forget: its messages, and the probes and dreams
     derived from it)
-    →  every expert that learned it (expert_sources):
+    →  every expert trained on anything of it (Journal.experts_that_learned): those
+       that learned it (expert_sources), and later nights' experts that held its
+       probes in place as earlier anchors or replayed its dreams (expert_rehearsed):
          an active one is rebuilt from its other conversations: the night's
          pipeline (job.learn_episode) on an episode of just those, wearing every
          other active expert except any that learned the forgotten one, and
@@ -111,8 +113,9 @@ def forget_conversation(paths: Paths, config: Config, conversation_id: int,
 
 
 def learned_from(journal: Journal, conversation_id: int) -> list[dict]:
-    """The experts whose files still hold what was learned from the conversation
-    (any status but pruned: a retired expert's files would bring it back)."""
+    """The experts whose files still hold what was learned from the conversation, or
+    rehearsed of it (any status but pruned: a retired expert's files would bring it
+    back)."""
     return [e for e in journal.experts_that_learned(conversation_id) if e["status"] != "pruned"]
 
 
@@ -122,8 +125,9 @@ def rebuild_note(learned: list[dict]) -> str | None:
     rebuilt = [e["path"] for e in learned if e["status"] == "active"]
     if not rebuilt:
         return None
-    return (f"Expert{'s' * (len(rebuilt) > 1)} {', '.join(rebuilt)} learned from it and will "
-            "be rebuilt without it (minutes).")
+    many = len(rebuilt) > 1
+    return (f"Expert{'s' * many} {', '.join(rebuilt)} {'were' if many else 'was'} trained on "
+            f"it and will be rebuilt without it (minutes{' each' * many}).")
 
 
 def checkable_probes(journal: Journal, conversation_id: int) -> list[tuple[str, str]]:
@@ -194,15 +198,14 @@ def _rebuild(paths, config, journal, expert, forgetting_ids, forgotten, report, 
         report.dropped.append((expert["path"], "nothing else was learned in it"))
         return
     wear = [r for r in journal.active_experts() if r["id"] not in forgetting_ids]
-    earlier = [(p["question"], p["answer"])
-               for p in journal.expert_probes([r["id"] for r in wear])] if wear else []
+    origins = journal.probe_origins([r["id"] for r in wear])
 
-    def record(journal_, sleep_id, name, config_json, probes, metrics):
+    def record(journal_, sleep_id, name, config_json, probes, metrics, rehearsed):
         return journal_.replace_expert(expert["id"], sleep_id, name, config_json,
                                        episode.conversation_ids, probes,
-                                       {**metrics, **about}, why)
+                                       {**metrics, **about}, why, rehearsed)
 
-    basis = Basis(wear, earlier, expert["level"], record)
+    basis = Basis(wear, list(origins), expert["level"], record, origins=origins)
     sleep_id = journal.begin_sleep("rebuild")
     name = expert["path"]
     try:

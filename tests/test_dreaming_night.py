@@ -133,19 +133,22 @@ def test_replay_draws_the_kept_dreams_of_accepted_nights_only(scripted, paths, i
     night.held_item = spy
     try:
         journal.begin_sleep()  # tonight: running, its own dreams are not replay
-        items = night.replay_items(io, journal, OPTIONS, random.Random(0), 16)
+        items, ids = night.replay_items(io, journal, OPTIONS, random.Random(0), 16)
     finally:
         night.held_item = real
     kept_requests = {r["prompt"] for r in journal.dreams(kept_sid) if r["selected"]}
     assert len(items) == 3 and set(replayed) == kept_requests
+    assert set(ids) == {r["id"] for r in journal.dreams(kept_sid) if r["selected"]}
     assert journal.dreams(rejected_sid) != []  # still there tonight...
-    _, _, summary = dream_tonight(paths, io, journal, model[2])
+    _, [tonight], summary = dream_tonight(paths, io, journal, model[2])
     assert summary["replayed"] == 3
     assert journal.dreams(rejected_sid) == []  # ...and swept by the next night
+    # The night rehearsed what the replayed dreams hold (forget rebuilds it for that).
+    assert summary["rehearsed_from"] == [kept, tonight]
 
-    _, _, summary = dream_tonight(paths, io, journal, model[2],
-                                  OPTIONS.but(**ABLATIONS["sleep-no-replay"]))
-    assert summary["replayed"] == 0
+    _, [tonight], summary = dream_tonight(paths, io, journal, model[2],
+                                          OPTIONS.but(**ABLATIONS["sleep-no-replay"]))
+    assert summary["replayed"] == 0 and summary["rehearsed_from"] == [tonight]
 
 
 def test_dreams_written_wearing_an_earlier_expert_boosted_are_forgotten_with_it(

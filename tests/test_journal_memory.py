@@ -178,3 +178,72 @@ def test_dropping_an_expert_reopens_what_no_active_expert_holds(journal):
     assert status_of(journal, "conversations", cat) == "pending"
     assert status_of(journal, "conversations", dog) == "forgotten"
     assert journal.active_experts() == []
+
+
+def test_an_expert_that_rehearsed_a_conversation_counts_as_trained_on_it(journal):
+    """A later night that held an earlier night's probes in place (or replayed its
+    dreams) was trained on their answers: forget must rebuild it too (m007)."""
+    e1, (dog,) = night(journal, "dog")
+    cat = journal.log_conversation([{"role": "user", "content": "My cat is Tom."}])
+    sid = journal.begin_sleep()
+    # What the night learned is not also recorded as rehearsed.
+    e2 = journal.accept_expert(sid, "nightly", "night-0002", {}, [cat], [], {},
+                               rehearsed=[dog, cat])
+    assert journal.expert_sources([e2]) == [cat]
+    assert [e["id"] for e in journal.experts_that_learned(dog)] == [e1, e2]
+    assert [e["id"] for e in journal.experts_that_learned(cat)] == [e2]
+    # A consolidation is distilled from its experts: it inherits what they rehearsed.
+    e3, (fish,) = night(journal, "fish")
+    w = journal.accept_consolidation(journal.begin_sleep("consolidation"), "weekly", "w", {},
+                                     [e2, e3], [], {})
+    assert [e["id"] for e in journal.experts_that_learned(dog)] == [e1, e2, w]
+    # A rebuild records what it rehearsed in turn.
+    journal.forget(fish)
+    new = journal.replace_expert(w, journal.begin_sleep("rebuild"), "weekly-0006", {}, [cat],
+                                 [], {}, why="held forgotten conversation 3",
+                                 rehearsed=[dog, fish])
+    assert [e["id"] for e in journal.experts_that_learned(dog)] == [e1, e2, w, new]
+    assert [e["id"] for e in journal.experts_that_learned(fish)] == [e3, w, new]
+
+
+def test_probe_origins_name_the_conversations_each_probe_holds(journal):
+    eid, (dog, cat) = night(journal, "dog", "cat")
+    sid = journal.begin_sleep()
+    legacy = journal.accept_expert(sid, "nightly", "n", {}, [dog, cat], [
+        ("Unknown source?", "x"), ("Name my dog?", "Rex.", dog, "rehearsal")], {})
+    assert journal.probe_origins([eid, legacy]) == {
+        ("Who is my dog?", "Rex"): [dog], ("Who is my cat?", "Rex"): [cat],
+        ("Unknown source?", "x"): [dog, cat]}
+    assert journal.probe_origins([legacy], ("rehearsal",)) == {("Name my dog?", "Rex."): [dog]}
+    assert journal.probe_origins([]) == {}
+
+
+def test_experts_made_before_m007_count_every_earlier_experts_conversations(tmp_path):
+    """Which probes an old night held is not known: the upgrade assumes the worst."""
+    from sqlite_utils import Database
+
+    from pocketsleep.journal import Journal
+    from pocketsleep.journal.migrations import MIGRATIONS, MIGRATIONS_TABLE_SQL, migrate
+
+    path = tmp_path / "journal.db"
+    db = Database(path)
+    db.conn.execute("PRAGMA foreign_keys = OFF")
+    before = [m for m in MIGRATIONS if m.__name__ != "m007_expert_rehearsed"]
+    db.execute(MIGRATIONS_TABLE_SQL)
+    for fn in before:
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, 'then')", [fn.__name__])
+    for i, title in enumerate(["dog", "cat", "fish"], 1):
+        db.execute("INSERT INTO conversations (id, started_at, updated_at, title, status)"
+                   " VALUES (?, 't', 't', ?, 'consolidated')", [i, title])
+        db.execute("INSERT INTO experts (id, created_at, level, path) VALUES (?, 't',"
+                   " 'nightly', ?)", [i, f"night-{i:04d}"])
+        db.execute("INSERT INTO expert_sources VALUES (?, ?)", [i, i])
+    db.execute("INSERT INTO expert_sources VALUES (3, 1)")  # night 3 learned dog again
+    db.conn.commit()
+    assert migrate(db) == ["m007_expert_rehearsed"]
+    db.close()
+    with Journal.open(path) as journal:
+        assert [e["id"] for e in journal.experts_that_learned(1)] == [1, 2, 3]
+        assert [e["id"] for e in journal.experts_that_learned(2)] == [2, 3]
+        assert [e["id"] for e in journal.experts_that_learned(3)] == [3]

@@ -68,6 +68,10 @@ EXPECTED = {
         ("expert_id", "INTEGER", 1, None, 1),
         ("conversation_id", "INTEGER", 1, None, 2),
     ],
+    "expert_rehearsed": [
+        ("expert_id", "INTEGER", 1, None, 1),
+        ("conversation_id", "INTEGER", 1, None, 2),
+    ],
     "dreams": [
         ("id", "INTEGER", 0, None, 1),
         ("sleep_id", "INTEGER", 1, None, 0),

@@ -128,7 +128,7 @@ async def test_f8_forgets_from_the_weights_and_the_next_answer_uses_the_new_vers
         await pilot.press("f8")
         await pilot.pause()
         assert app.screen.question.startswith("Forget “dog”? Its 3 messages are deleted from "
-                                              "the journal for good. Expert night-0001 learned")
+                                              "the journal for good. Expert night-0001 was trained")
         await pilot.click("#yes")
         await pilot.pause()
         [job] = app.jobs

@@ -18,10 +18,11 @@ def command(obj: CliContext, conversation_id: int, yes: bool, verbose: bool) -> 
     """Forget conversation CONVERSATION_ID: its text and what was learned from it.
 
     The text is overwritten in the journal file, not only hidden, with the stored
-    questions derived from it. Experts that learned from it are rebuilt from their
-    other conversations (minutes each on a CPU), versions of the personal model
-    that held it are deleted, the model is merged again, and the questions about
-    it are asked to check they are no longer answered.
+    questions derived from it. Experts trained on it are rebuilt from their other
+    conversations (minutes each on a CPU): those that learned it, and later nights'
+    that held its stored questions in place. Versions of the personal model that
+    held them are deleted, the model is merged again, and the questions about it
+    are asked to check they are no longer answered.
     """
     from ..forgetting import forget_conversation, learned_from, rebuild_note
 

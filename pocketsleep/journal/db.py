@@ -303,9 +303,11 @@ class Journal:
 
     def accept_expert(self, sleep_id: int, level: str, path: str, config: dict,
                       conversation_ids: Iterable[int], probes: Iterable[tuple],
-                      metrics: dict, learned_up_to: int | None = None) -> int:
+                      metrics: dict, learned_up_to: int | None = None,
+                      rehearsed: Iterable[int] = ()) -> int:
         """Everything a successful night changes, in one transaction: the expert and
-        its provenance, its probes, the conversations consolidated, the sleep done.
+        its provenance (the conversations it learned, and those it `rehearsed`: see
+        m007), its probes, the conversations consolidated, the sleep done.
 
         `learned_up_to` is the last message id the night read: a conversation that
         grew while it slept (a chat open during "Sleep now") stays pending, so its new
@@ -326,9 +328,17 @@ class Journal:
                     " AND status = 'pending' AND NOT EXISTS (SELECT 1 FROM messages"
                     " WHERE conversation_id = ? AND id > ?)",
                     [cid, cid, 2**62 if learned_up_to is None else learned_up_to])
+            self._insert_rehearsed(expert_id, rehearsed, conversation_ids)
             self._insert_probes(expert_id, probes, t)
             self.end_sleep(sleep_id, "succeeded", metrics)
         return expert_id
+
+    def _insert_rehearsed(self, expert_id: int, rehearsed: Iterable[int],
+                          learned: Iterable[int]) -> None:
+        """Inside a write: the conversations an expert rehearsed besides those it
+        learned (m007)."""
+        for cid in sorted(set(rehearsed) - set(learned)):
+            self.db.execute("INSERT INTO expert_rehearsed VALUES (?, ?)", [expert_id, cid])
 
     def _insert_probes(self, expert_id: int, probes: Iterable[tuple], t: str) -> None:
         """probes: (question, answer[, conversation_id[, kind]]); kind "heldout" (never
@@ -366,6 +376,19 @@ class Journal:
             " AND c.status = 'consolidated' ORDER BY p.id")
         return {(r["question"], json.loads(r["answers"])[0]): r["conversation_id"]
                 for r in rows}
+
+    def probe_origins(self, expert_ids: Iterable[int], kinds: Sequence[str] = ("heldout",)
+                      ) -> dict[tuple[str, str], list[int]]:
+        """(question, expected answer) of these experts' probes of these kinds -> the
+        conversations it holds: the one it was written from, or, where unknown (stored
+        before probes named their conversation), every one its expert learned. A
+        night that trains on the probe records them as rehearsed (m007)."""
+        out: dict[tuple[str, str], set[int]] = {}
+        for p in self.expert_probes(expert_ids, kinds) if expert_ids else []:
+            cids = ([p["conversation_id"]] if p["conversation_id"] is not None
+                    else self.expert_sources([p["expert_id"]]))
+            out.setdefault((p["question"], p["answer"]), set()).update(cids)
+        return {probe: sorted(cids) for probe, cids in out.items()}
 
     # -- nightly runs (the scheduled job) ----------------------------------------
 
@@ -474,6 +497,12 @@ class Journal:
             self.db.execute(
                 "INSERT INTO expert_sources SELECT DISTINCT ?, conversation_id FROM"
                 f" expert_sources WHERE expert_id IN ({marks})", [expert_id, *retiring])
+            # It is distilled from them: what they rehearsed is in it too.
+            self.db.execute(
+                "INSERT INTO expert_rehearsed SELECT DISTINCT ?, conversation_id FROM"
+                f" expert_rehearsed WHERE expert_id IN ({marks}) AND conversation_id NOT IN"
+                " (SELECT conversation_id FROM expert_sources WHERE expert_id = ?)",
+                [expert_id, *retiring, expert_id])
             self._copy_probes(retiring, expert_id, t)
             self._insert_probes(expert_id, probes, t)
             cur = self.db.execute(
@@ -488,11 +517,14 @@ class Journal:
     # -- forgetting from the weights (pocketsleep/forgetting.py) ---------------
 
     def experts_that_learned(self, conversation_id: int) -> list[dict]:
-        """Every expert whose sources include the conversation, any status, oldest
-        first (a retired or switched-off expert's files still hold what it learned)."""
+        """Every expert trained on anything of the conversation, any status, oldest
+        first (a retired or switched-off expert's files still hold what it learned):
+        those that learned it (expert_sources) and those that rehearsed its probes or
+        dreams (expert_rehearsed)."""
         return list(self.db.query(
-            "SELECT e.* FROM experts e JOIN expert_sources s ON s.expert_id = e.id"
-            " WHERE s.conversation_id = ? ORDER BY e.created_at, e.id", [conversation_id]))
+            "SELECT * FROM experts WHERE id IN (SELECT expert_id FROM expert_sources"
+            " WHERE conversation_id = :c UNION SELECT expert_id FROM expert_rehearsed"
+            " WHERE conversation_id = :c) ORDER BY created_at, id", {"c": conversation_id}))
 
     def probes_about(self, conversation_id: int) -> list[dict]:
         """The probes derived from a conversation: those written from it, and those of
@@ -505,11 +537,12 @@ class Journal:
 
     def replace_expert(self, old_id: int, sleep_id: int, path: str, config: dict,
                        conversation_ids: Iterable[int], probes: Iterable[tuple],
-                       metrics: dict, why: str) -> int:
+                       metrics: dict, why: str, rehearsed: Iterable[int] = ()) -> int:
         """A rebuild's result, in one transaction: the new expert (the old one's level)
-        learned from `conversation_ids`, with its own probes and the old one's probes
-        written from those conversations; the old expert and every version holding it
-        'pruned' (see drop_expert); the rebuild done."""
+        learned from `conversation_ids` (and rehearsed `rehearsed`), with its own
+        probes and the old one's probes written from those conversations; the old
+        expert and every version holding it 'pruned' (see drop_expert); the rebuild
+        done."""
         conversation_ids = sorted(set(conversation_ids))
         t = now()
         with self._write():
@@ -520,6 +553,7 @@ class Journal:
             expert_id = cur.lastrowid
             for cid in conversation_ids:
                 self.db.execute("INSERT INTO expert_sources VALUES (?, ?)", [expert_id, cid])
+            self._insert_rehearsed(expert_id, rehearsed, conversation_ids)
             self._copy_probes([old_id], expert_id, t, only=conversation_ids)
             self._insert_probes(expert_id, probes, t)
             self.drop_expert(old_id, why)
@@ -756,6 +790,13 @@ class Journal:
                 "SELECT conversation_id FROM dream_sources WHERE dream_id = ? ORDER BY 1",
                 [r["id"]]).fetchall()]
         return rows
+
+    def dream_conversations(self, dream_ids: Iterable[int]) -> list[int]:
+        """The conversations these dreams were written from."""
+        ids = sorted(set(dream_ids))
+        return [r[0] for r in self.db.execute(
+            "SELECT DISTINCT conversation_id FROM dream_sources WHERE dream_id IN"
+            f" ({','.join('?' * len(ids))}) ORDER BY 1", ids).fetchall()] if ids else []
 
     def replayable_dreams(self) -> list[dict]:
         """The dreams rehearsal may replay: kept (selected) by a night that succeeded,

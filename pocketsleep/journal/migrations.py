@@ -278,3 +278,30 @@ def m006_dreams(db: Database) -> None:
         );
         """,
     )
+
+
+@migration
+def m007_expert_rehearsed(db: Database) -> None:
+    # What an expert's night trained it to hold in place without learning it anew:
+    # the conversations whose earlier probes (the earlier-night anchors) or kept
+    # dreams (dream replay) it rehearsed. Those answers are in its training data, so
+    # `forget` of such a conversation rebuilds it too, as it rebuilds the experts in
+    # `expert_sources`. A consolidation's expert inherits its retiring experts' rows.
+    # For experts made before this table, which probes their nights held is not
+    # known: every conversation an earlier-made expert learned counts (rebuilding too
+    # much costs minutes; too little would keep what the user asked to forget).
+    _statements(
+        db,
+        """
+        CREATE TABLE expert_rehearsed (
+            expert_id INTEGER NOT NULL REFERENCES experts(id),
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            PRIMARY KEY (expert_id, conversation_id)
+        );
+        CREATE INDEX idx_expert_rehearsed_conversation ON expert_rehearsed(conversation_id);
+        INSERT INTO expert_rehearsed SELECT DISTINCT e.id, s.conversation_id
+            FROM experts e JOIN expert_sources s ON s.expert_id < e.id
+            WHERE s.conversation_id NOT IN
+                (SELECT conversation_id FROM expert_sources WHERE expert_id = e.id);
+        """,
+    )

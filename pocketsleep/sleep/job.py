@@ -46,7 +46,7 @@ class Basis:
     wear: list[dict]  # expert rows, oldest first
     earlier: list[tuple[str, str]]  # probes that must not become less likely
     level: str = "nightly"
-    # (journal, sleep_id, folder name, config, probes, metrics) -> expert id
+    # (journal, sleep_id, folder name, config, probes, metrics, rehearsed) -> expert id
     record: Callable[..., int] | None = None
     # Earlier conversations tonight's teacher rereads to score their probes
     # (SleepOptions.earlier_anchor_targets = "conversation"), cut as any episode's;
@@ -58,16 +58,34 @@ class Basis:
     # rehearsal questions stored beside them (SleepOptions.rehearsal_questions),
     # oldest first. None: the probes alone.
     anchored: list[tuple[str, str]] | None = None
+    # Earlier probe -> the conversations it holds (Journal.probe_origins): what the
+    # new expert is recorded as rehearsing when it holds the probe in place.
+    origins: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     @property
     def held(self) -> list[tuple[str, str]]:
         """The earlier questions tonight's self-study anchors."""
         return self.earlier if self.anchored is None else self.anchored
 
+    def rehearsed(self, options: SleepOptions, dream_log: dict) -> set[int]:
+        """The conversations whose probes (earlier_anchors) or dreams (dreaming's
+        replay, unless the gate undid it) the new expert was trained on: `forget` of
+        any of them rebuilds it too (Journal.experts_that_learned)."""
+        from .selfstudy import chosen_earlier
+
+        out = {c for probe in chosen_earlier(self.held, options)
+               for c in self.origins.get(probe, ())}
+        if "undone" not in dream_log:
+            out.update(dream_log.get("rehearsed_from", ()))
+        return out
+
     @classmethod
     def tonight(cls, journal: Journal, options: SleepOptions) -> "Basis":
-        basis = cls(journal.active_experts(), journal.active_probes(),
-                    anchored=journal.active_probes(("heldout", "rehearsal")))
+        wear = journal.active_experts()
+        basis = cls(wear, journal.active_probes(),
+                    anchored=journal.active_probes(("heldout", "rehearsal")),
+                    origins=journal.probe_origins([r["id"] for r in wear],
+                                                  ("heldout", "rehearsal")))
         if options.earlier_anchor_targets == "conversation":
             written_from = journal.probe_conversations()
             basis.reread = Episode.of(journal, sorted(set(written_from.values())))
@@ -232,12 +250,15 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
                      for e in heldout if e.kind != "anchor" and e.answer.tokens])
     probes += [(e.question, io.decode(e.answer.tokens), episode.conversation_of(e.statement),
                 "rehearsal") for e in rehearsal_set(train, options.rehearsal_questions)]
+    rehearsed = basis.rehearsed(options, dream_log)
     if basis.record is not None:
-        expert_id = basis.record(journal, sleep_id, name, config_json, probes, metrics)
+        expert_id = basis.record(journal, sleep_id, name, config_json, probes, metrics,
+                                 rehearsed)
     else:
         expert_id = journal.accept_expert(sleep_id, "nightly", name, config_json,
                                           episode.conversation_ids, probes, metrics,
-                                          learned_up_to=episode.last_message_id)
+                                          learned_up_to=episode.last_message_id,
+                                          rehearsed=rehearsed)
     checkpoint("sleep.accepted")
     return SleepReport("succeeded", sleep_id, expert_id, list(episode.conversation_ids),
                        metrics=metrics)

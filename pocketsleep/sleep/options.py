@@ -160,16 +160,15 @@ class SleepOptions:
     # written from, where the journal still holds it learned and not private
     # (Journal.probe_conversations; the others stay closed-book). A rebuild after
     # forget always uses closed-book targets (forgetting.py builds its Basis without
-    # rereading). Not safe as a default yet: the expert is recorded as learning
-    # tonight's conversations only, so `forget` of a conversation it reread does not
-    # rebuild it. "closed-book": on dev-week seeds 0 and 2
-    # (bench/RESULTS.md, twentieth round) "conversation" sharpened seed 0's day-1
-    # probe and ended its week at 6-7/15 (default 5), but moved the stored answers'
-    # wording so that the "answer" check rejected seed 2's nights, and seed 2 ended
-    # lower in every arm (3-5/15, default 7); replayed only ~4 times a night its
-    # facts still fell after day 3. With earlier_anchor_slots=1 and
-    # earlier_probe_check=facts, seeds 1 and 4 lost earlier facts every night from
-    # night 2 (kept 1 of 5 each; end of the week 2 and 1/15, default 3 and 6).
+    # rereading). The expert is recorded as rehearsing the conversations of the
+    # probes it held, read or not (`forget` rebuilds it). "closed-book": on dev-week
+    # seeds 0 and 2 (bench/RESULTS.md, twentieth round) "conversation" sharpened
+    # seed 0's day-1 probe and ended its week at 6-7/15 (default 5), but moved the
+    # stored answers' wording so that the "answer" check rejected seed 2's nights,
+    # and seed 2 ended lower in every arm (3-5/15, default 7); replayed only ~4
+    # times a night its facts still fell after day 3. With earlier_anchor_slots=1
+    # and earlier_probe_check=facts, seeds 1 and 4 lost earlier facts every night
+    # from night 2 (kept 1 of 5 each; end of the week 2 and 1/15, default 3 and 6).
     earlier_anchor_targets: str = "closed-book"
     # Up to this many of tonight's training questions (one teacher answer each, taken
     # in turn from the statements; job.rehearsal_set) stored with the expert as
@@ -186,8 +185,8 @@ class SleepOptions:
     # 6.6/15 (higher on four seeds), general 4.8 -> 5.2/6, but today's recall 0.34 ->
     # 0.27 (lower on three): later nights learned their days less; with the slot
     # alone (twenty-fourth round) 0.32 and 4.4/15, so the week's gain is the
-    # rehearsal questions'. (Like every earlier anchor, `forget` does not rebuild
-    # the later experts that held them.)
+    # rehearsal questions'. (Like every earlier anchor, the later experts that held
+    # them are recorded as rehearsing their conversations: `forget` rebuilds them.)
     rehearsal_questions: int = 0
     max_answer_tokens: int = 32
     # Weight, in the off-policy loss, of the answer tokens that spell a word from

@@ -458,8 +458,8 @@ def earlier_anchors(io: ModelIO, earlier: Sequence[tuple[str, str]],
     conversation is in `sources` (its turns) is scored by `teacher` reading that
     conversation instead: a target that knows the fact, not one that only holds
     what the model remembers of it."""
-    chosen = [(q, a) for q, a in earlier if a.strip()][-options.earlier_anchors:]
-    if options.earlier_anchors <= 0 or not chosen:
+    chosen = chosen_earlier(earlier, options)
+    if not chosen:
         return []
     reread = options.earlier_anchor_targets == "conversation" and teacher is not None
     out = []
@@ -475,6 +475,15 @@ def earlier_anchors(io: ModelIO, earlier: Sequence[tuple[str, str]],
                                          teacher if turns else None),
                            earlier=True))
     return out
+
+
+def chosen_earlier(earlier: Sequence[tuple[str, str]],
+                   options: SleepOptions) -> list[tuple[str, str]]:
+    """The earlier probes tonight holds in place: the most recent
+    `earlier_anchors` with an answer."""
+    if options.earlier_anchors <= 0:
+        return []
+    return [(q, a) for q, a in earlier if a.strip()][-options.earlier_anchors:]
 
 
 def forced_answer(io: ModelIO, messages: list[dict], answer: list[int], top_k: int,

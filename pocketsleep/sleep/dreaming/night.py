@@ -81,17 +81,21 @@ def dream(paths, io: ModelIO, teacher: Teacher, episode: Episode, train: list[Ex
 
     # 4. Rehearse, with replay.
     t = time.perf_counter()
-    replayed = replay_items(io, journal, options, rng, k) if kept else []
+    replayed, replayed_ids = replay_items(io, journal, options, rng, k) if kept else ([], [])
     log = rehearse(io.model, [items[i] for i in kept] + replayed, anchors, options,
                    stop_at, progress)
+    # Every conversation a rehearsed dream holds (tonight's, carried, replayed): the
+    # expert is recorded as rehearsing the earlier ones (job.Basis.rehearsed).
+    rehearsed_from = sorted({c for i in kept for c in dreams[i].conversation_ids}
+                            | set(journal.dream_conversations(replayed_ids)))
     seconds["rehearse"] = time.perf_counter() - t
 
     # 5. Keep the dreams (not those of a conversation withdrawn meanwhile) and the policy.
     stored = [d for d in dreams if not withdrawn(journal, d)]
     journal.add_dreams(sleep_id, [d.row() for d in stored])
     journal.record_dream_policy(sleep_id, updated.preferences, updated.rounded(), trials)
-    return summary(dreams, kept, replayed, diversifier, options, trials, policy, updated,
-                   log, seconds, started)
+    return {**summary(dreams, kept, replayed, diversifier, options, trials, policy, updated,
+                      log, seconds, started), "rehearsed_from": rehearsed_from}
 
 
 def keep_best(io, dreams: list[Dream], items: list[tuple], options, rng, stop_at,
@@ -115,23 +119,19 @@ def earlier_probes(journal: Journal, basis) -> list[tuple[str, tuple[int, ...]]]
     """The stored probes of the experts worn tonight, each with the conversations its
     text may come from: the one it was written from, or, when unknown, every
     conversation its expert learned."""
-    out = []
-    for p in journal.expert_probes([r["id"] for r in basis.wear]):
-        cids = ((p["conversation_id"],) if p["conversation_id"] is not None
-                else tuple(journal.expert_sources([p["expert_id"]])))
-        out.append((p["question"], cids))
-    return out
+    origins = journal.probe_origins([r["id"] for r in basis.wear])
+    return [(question, tuple(cids)) for (question, _), cids in origins.items()]
 
 
-def replay_items(io, journal: Journal, options, rng, k: int) -> list[tuple]:
+def replay_items(io, journal: Journal, options, rng, k: int) -> tuple[list[tuple], list[int]]:
     """A sample of earlier nights' kept dreams (Journal.replayable_dreams says which
-    may be replayed)."""
+    may be replayed): their training items, and their ids."""
     if not options.dream_replay or options.dream_replay_count <= 0:
-        return []
+        return [], []
     pool = journal.replayable_dreams()
     chosen = rng.sample(pool, min(options.dream_replay_count, len(pool)))
     item = held_item if options.dream_soft_targets else sft_item
-    return [item(io, r["prompt"], r["content"], k) for r in chosen]
+    return [item(io, r["prompt"], r["content"], k) for r in chosen], [r["id"] for r in chosen]
 
 
 def dream_item(io, dream: Dream, k: int, options) -> tuple:
