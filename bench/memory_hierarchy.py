@@ -12,7 +12,7 @@ into one weekly expert. Then:
 - rollback: `models rollback` to the version before the last night must give the
   very answers that version gave, and a rollback back again the last night's;
 - forget: `pocketsleep forget` of the conversation behind a recalled probe (the
-  first day's, if none is recalled) rebuilds the experts that learned it and
+  first day's, if none is recalled) rebuilds the experts trained on it and
   re-merges; its probes are asked again, and so are the others.
 
 Prints a table per night (active experts, recall, the merge's fused-vs-unfused

@@ -6,12 +6,12 @@ it, and in the slower experts it was consolidated into. So:
 
     remove the text (journal.forget: its messages, and the probes and dreams
     derived from it)
-    →  every expert trained on anything of it (Journal.experts_that_learned): those
+    →  every expert trained on anything of it (Journal.experts_trained_on): those
        that learned it (expert_sources), and later nights' experts that held its
        probes in place as earlier anchors or replayed its dreams (expert_rehearsed):
          an active one is rebuilt from its other conversations: the night's
          pipeline (job.learn_episode) on an episode of just those, wearing every
-         other active expert except any that learned the forgotten one, and
+         other active expert except any trained on the forgotten one, and
          recorded as its replacement. With nothing else to learn, or when the
          rebuild's gate says no, it is dropped and its other conversations are
          pending again (the next night learns them afresh);
@@ -24,7 +24,13 @@ it, and in the slower experts it was consolidated into. So:
 
 The weights part holds the sleep lock (a sleep must not learn on top of what is
 being removed). If it cannot run or stops half-way, the text is gone already and
-`forget ID` again finishes the job: the experts that learned it are still known.
+`forget ID` again finishes the job: the experts trained on it are still known.
+
+Not counted as trained on it: a later night's expert distilled from a teacher that
+wore the expert that learned it (tonight's teacher wears every earlier expert, and
+may say an earlier fact while answering about tonight), or anchored on generic
+prompts answered by that model. Only the probes and dreams of the conversation,
+which state its facts, are recorded.
 """
 
 from __future__ import annotations
@@ -116,7 +122,7 @@ def learned_from(journal: Journal, conversation_id: int) -> list[dict]:
     """The experts whose files still hold what was learned from the conversation, or
     rehearsed of it (any status but pruned: a retired expert's files would bring it
     back)."""
-    return [e for e in journal.experts_that_learned(conversation_id) if e["status"] != "pruned"]
+    return [e for e in journal.experts_trained_on(conversation_id) if e["status"] != "pruned"]
 
 
 def rebuild_note(learned: list[dict]) -> str | None:
@@ -133,14 +139,14 @@ def rebuild_note(learned: list[dict]) -> str | None:
 def checkable_probes(journal: Journal, conversation_id: int) -> list[tuple[str, str]]:
     """The stored probes about a conversation whose answer it alone holds: after it
     is forgotten they must no longer be answered. A probe whose answer words all
-    occur in the other conversations the same experts learned may rightly still be
-    answered, and is not checked."""
+    occur in the other conversations the experts that learned it learned may rightly
+    still be answered, and is not checked."""
     from .sleep.words import content_words
 
     if journal.conversation(conversation_id).status == "forgotten":
         return []  # its text is gone already: nothing left to tell probes apart by
     others = set()
-    learned = [e["id"] for e in journal.experts_that_learned(conversation_id)]
+    learned = [e["id"] for e in journal.experts_trained_on(conversation_id, rehearsed=False)]
     for cid in journal.expert_sources(learned) if learned else []:
         if cid != conversation_id and journal.conversation(cid).status != "forgotten":
             others |= content_words(" ".join(m["content"] for m in journal.turns(cid)))
@@ -198,14 +204,15 @@ def _rebuild(paths, config, journal, expert, forgetting_ids, forgotten, report, 
         report.dropped.append((expert["path"], "nothing else was learned in it"))
         return
     wear = [r for r in journal.active_experts() if r["id"] not in forgetting_ids]
-    origins = journal.probe_origins([r["id"] for r in wear])
+    ids = [r["id"] for r in wear]
+    earlier = [(p["question"], p["answer"]) for p in journal.expert_probes(ids)] if wear else []
 
     def record(journal_, sleep_id, name, config_json, probes, metrics, rehearsed):
         return journal_.replace_expert(expert["id"], sleep_id, name, config_json,
                                        episode.conversation_ids, probes,
                                        {**metrics, **about}, why, rehearsed)
 
-    basis = Basis(wear, list(origins), expert["level"], record, origins=origins)
+    basis = Basis(wear, earlier, expert["level"], record, origins=journal.probe_origins(ids))
     sleep_id = journal.begin_sleep("rebuild")
     name = expert["path"]
     try:

@@ -129,7 +129,7 @@ def test_forget_deletes_the_probes_and_dreams_derived_from_the_conversation(jour
     about = journal.probes_about(dog)
     assert [(p["question"], p["expert_id"]) for p in about] == [
         ("Who is my dog?", eid), ("Unknown source?", legacy)]
-    assert [e["id"] for e in journal.experts_that_learned(dog)] == [eid, legacy]
+    assert [e["id"] for e in journal.experts_trained_on(dog)] == [eid, legacy]
 
     journal.forget(dog)
     assert journal.probes_about(dog) == []
@@ -137,7 +137,7 @@ def test_forget_deletes_the_probes_and_dreams_derived_from_the_conversation(jour
     assert probes(journal, other) == [("Who is my fish?", "Rex", 3)]
     assert journal.db.execute("SELECT count(*) FROM dreams").fetchone()[0] == 0
     # What learned it is still known: the weights are rebuilt from that.
-    assert [e["id"] for e in journal.experts_that_learned(dog)] == [eid, legacy]
+    assert [e["id"] for e in journal.experts_trained_on(dog)] == [eid, legacy]
 
 
 def test_replacing_an_expert_prunes_it_and_every_version_holding_it(journal):
@@ -190,20 +190,27 @@ def test_an_expert_that_rehearsed_a_conversation_counts_as_trained_on_it(journal
     e2 = journal.accept_expert(sid, "nightly", "night-0002", {}, [cat], [], {},
                                rehearsed=[dog, cat])
     assert journal.expert_sources([e2]) == [cat]
-    assert [e["id"] for e in journal.experts_that_learned(dog)] == [e1, e2]
-    assert [e["id"] for e in journal.experts_that_learned(cat)] == [e2]
+    assert rehearsed_rows(journal) == [(e2, dog)]
+    assert [e["id"] for e in journal.experts_trained_on(dog, rehearsed=False)] == [e1]
+    assert [e["id"] for e in journal.experts_trained_on(dog)] == [e1, e2]
+    assert [e["id"] for e in journal.experts_trained_on(cat)] == [e2]
     # A consolidation is distilled from its experts: it inherits what they rehearsed.
     e3, (fish,) = night(journal, "fish")
     w = journal.accept_consolidation(journal.begin_sleep("consolidation"), "weekly", "w", {},
                                      [e2, e3], [], {})
-    assert [e["id"] for e in journal.experts_that_learned(dog)] == [e1, e2, w]
+    assert [e["id"] for e in journal.experts_trained_on(dog)] == [e1, e2, w]
     # A rebuild records what it rehearsed in turn.
     journal.forget(fish)
     new = journal.replace_expert(w, journal.begin_sleep("rebuild"), "weekly-0006", {}, [cat],
                                  [], {}, why="held forgotten conversation 3",
                                  rehearsed=[dog, fish])
-    assert [e["id"] for e in journal.experts_that_learned(dog)] == [e1, e2, w, new]
-    assert [e["id"] for e in journal.experts_that_learned(fish)] == [e3, w, new]
+    assert [e["id"] for e in journal.experts_trained_on(dog)] == [e1, e2, w, new]
+    assert [e["id"] for e in journal.experts_trained_on(fish)] == [e3, w, new]
+
+
+def rehearsed_rows(journal) -> list[tuple[int, int]]:
+    return [tuple(r) for r in journal.db.execute(
+        "SELECT expert_id, conversation_id FROM expert_rehearsed ORDER BY 1, 2").fetchall()]
 
 
 def test_probe_origins_name_the_conversations_each_probe_holds(journal):
@@ -233,17 +240,24 @@ def test_experts_made_before_m007_count_every_earlier_experts_conversations(tmp_
     for fn in before:
         fn(db)
         db.execute("INSERT INTO _migrations VALUES (?, 'then')", [fn.__name__])
-    for i, title in enumerate(["dog", "cat", "fish"], 1):
+    # Conversations 4 and 5 were forgotten: 4 for good (the expert that learned it was
+    # rebuilt), 5 half-way (its text is gone, the expert that learned it is not yet).
+    rows = [(1, "dog", "consolidated", "active"), (2, "cat", "consolidated", "active"),
+            (3, "fish", "consolidated", "active"), (4, None, "forgotten", "pruned"),
+            (5, None, "forgotten", "active"), (6, "bird", "consolidated", "active")]
+    for i, title, status, expert in rows:
         db.execute("INSERT INTO conversations (id, started_at, updated_at, title, status)"
-                   " VALUES (?, 't', 't', ?, 'consolidated')", [i, title])
-        db.execute("INSERT INTO experts (id, created_at, level, path) VALUES (?, 't',"
-                   " 'nightly', ?)", [i, f"night-{i:04d}"])
+                   " VALUES (?, 't', 't', ?, ?)", [i, title, status])
+        db.execute("INSERT INTO experts (id, created_at, level, path, status) VALUES (?, 't',"
+                   " 'nightly', ?, ?)", [i, f"night-{i:04d}", expert])
         db.execute("INSERT INTO expert_sources VALUES (?, ?)", [i, i])
     db.execute("INSERT INTO expert_sources VALUES (3, 1)")  # night 3 learned dog again
     db.conn.commit()
     assert migrate(db) == ["m007_expert_rehearsed"]
     db.close()
     with Journal.open(path) as journal:
-        assert [e["id"] for e in journal.experts_that_learned(1)] == [1, 2, 3]
-        assert [e["id"] for e in journal.experts_that_learned(2)] == [2, 3]
-        assert [e["id"] for e in journal.experts_that_learned(3)] == [3]
+        assert [e["id"] for e in journal.experts_trained_on(1)] == [1, 2, 3, 4, 5, 6]
+        assert [e["id"] for e in journal.experts_trained_on(3)] == [3, 4, 5, 6]
+        assert [e["id"] for e in journal.experts_trained_on(4)] == [4]
+        assert [e["id"] for e in journal.experts_trained_on(5)] == [5, 6]
+        assert (3, 1) not in rehearsed_rows(journal)  # it learned it

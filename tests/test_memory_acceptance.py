@@ -66,7 +66,7 @@ def test_ten_nights_with_a_three_night_window(paths, journal, tmp_path, monkeypa
     # weekly one, then into the long-term expert (the first two were pruned already:
     # no kept version holds them).
     gone = cids[4]
-    learned = journal.experts_that_learned(gone)
+    learned = journal.experts_trained_on(gone)
     learners = [e for e in learned if gone in journal.expert_sources([e["id"]])]
     assert [e["level"] for e in learners] == ["nightly", "weekly", "longterm"]
     # Later nights held its probes in place (earlier anchors): they count too, and so
@@ -80,7 +80,7 @@ def test_ten_nights_with_a_three_night_window(paths, journal, tmp_path, monkeypa
     print(forgot.summary())
     assert [old for old, _ in forgot.rebuilt] == worn and forgot.merge.status == "merged"
     new = forgot.rebuilt[0][1]
-    assert {e["status"] for e in journal.experts_that_learned(gone)} == {"pruned"}
+    assert {e["status"] for e in journal.experts_trained_on(gone)} == {"pruned"}
     [rebuilt] = [r for r in journal.active_experts() if r["path"] == new]
     assert rebuilt["level"] == "longterm"
     assert journal.expert_sources([rebuilt["id"]]) == [c for c in cids[:9] if c != gone]

@@ -602,3 +602,24 @@ def test_a_bare_teacher_reads_the_day_without_the_earlier_experts(
 def test_a_negative_number_of_rehearsal_questions_is_refused():
     with pytest.raises(ValueError, match="rehearsal_questions"):
         FAST.but(rehearsal_questions=-1)
+
+
+def test_an_expert_is_recorded_as_rehearsing_what_its_anchors_and_dreams_hold():
+    """Basis.rehearsed: the conversations of the earlier probes tonight holds in place
+    (the most recent earlier_anchors of them) and of the dreams it rehearsed, unless
+    the gate undid dreaming."""
+    from pocketsleep.sleep.options import SleepOptions
+
+    probes = [(f"Who is pet {i}?", f"Rex{i}") for i in range(5)]
+    basis = job.Basis([], probes, origins={p: [10 + i] for i, p in enumerate(probes)})
+    basis.origins[probes[4]] = [14, 3]  # a probe whose conversation is unknown
+    three = SleepOptions(earlier_anchors=3)
+    assert basis.rehearsed(three, {}) == {12, 13, 14, 3}
+    assert basis.rehearsed(SleepOptions(earlier_anchors=0), {}) == set()
+    dreamt = {"rehearsed_from": [7, 10]}
+    assert basis.rehearsed(three, dreamt) == {7, 10, 12, 13, 14, 3}
+    assert basis.rehearsed(three, {**dreamt, "undone": True}) == {12, 13, 14, 3}
+    # Rehearsal questions are held beside the probes when stored (Basis.anchored).
+    extra = ("Name my pet?", "Rex5")
+    basis.anchored, basis.origins[extra] = [*probes, extra], [15]
+    assert basis.rehearsed(three, {}) == {13, 14, 3, 15}

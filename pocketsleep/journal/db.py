@@ -516,15 +516,17 @@ class Journal:
 
     # -- forgetting from the weights (pocketsleep/forgetting.py) ---------------
 
-    def experts_that_learned(self, conversation_id: int) -> list[dict]:
+    def experts_trained_on(self, conversation_id: int, rehearsed: bool = True) -> list[dict]:
         """Every expert trained on anything of the conversation, any status, oldest
         first (a retired or switched-off expert's files still hold what it learned):
-        those that learned it (expert_sources) and those that rehearsed its probes or
-        dreams (expert_rehearsed)."""
+        those that learned it (expert_sources) and, unless `rehearsed` is False, those
+        that rehearsed its probes or dreams (expert_rehearsed)."""
+        also = (" UNION SELECT expert_id FROM expert_rehearsed WHERE conversation_id = :c"
+                if rehearsed else "")
         return list(self.db.query(
             "SELECT * FROM experts WHERE id IN (SELECT expert_id FROM expert_sources"
-            " WHERE conversation_id = :c UNION SELECT expert_id FROM expert_rehearsed"
-            " WHERE conversation_id = :c) ORDER BY created_at, id", {"c": conversation_id}))
+            f" WHERE conversation_id = :c{also}) ORDER BY created_at, id",
+            {"c": conversation_id}))
 
     def probes_about(self, conversation_id: int) -> list[dict]:
         """The probes derived from a conversation: those written from it, and those of

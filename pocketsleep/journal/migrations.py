@@ -289,7 +289,8 @@ def m007_expert_rehearsed(db: Database) -> None:
     # `expert_sources`. A consolidation's expert inherits its retiring experts' rows.
     # For experts made before this table, which probes their nights held is not
     # known: every conversation an earlier-made expert learned counts (rebuilding too
-    # much costs minutes; too little would keep what the user asked to forget).
+    # much costs minutes; too little would keep what the user asked to forget),
+    # except one already forgotten for good (no expert that learned it is left).
     _statements(
         db,
         """
@@ -302,6 +303,10 @@ def m007_expert_rehearsed(db: Database) -> None:
         INSERT INTO expert_rehearsed SELECT DISTINCT e.id, s.conversation_id
             FROM experts e JOIN expert_sources s ON s.expert_id < e.id
             WHERE s.conversation_id NOT IN
-                (SELECT conversation_id FROM expert_sources WHERE expert_id = e.id);
+                (SELECT conversation_id FROM expert_sources WHERE expert_id = e.id)
+            AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.id = s.conversation_id
+                AND c.status = 'forgotten' AND NOT EXISTS (SELECT 1 FROM expert_sources x
+                    JOIN experts y ON y.id = x.expert_id
+                    WHERE x.conversation_id = c.id AND y.status != 'pruned'));
         """,
     )

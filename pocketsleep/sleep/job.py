@@ -40,7 +40,7 @@ class Basis:
 
     Tonight's sleep wears every active expert, keeps their probes and records a
     nightly expert. A rebuild after `forget` (pocketsleep/forgetting.py) wears all
-    but the experts that learned the forgotten conversation and records, through
+    but the experts trained on the forgotten conversation and records, through
     `record`, a replacement of one of them."""
 
     wear: list[dict]  # expert rows, oldest first
@@ -70,7 +70,7 @@ class Basis:
     def rehearsed(self, options: SleepOptions, dream_log: dict) -> set[int]:
         """The conversations whose probes (earlier_anchors) or dreams (dreaming's
         replay, unless the gate undid it) the new expert was trained on: `forget` of
-        any of them rebuilds it too (Journal.experts_that_learned)."""
+        any of them rebuilds it too (Journal.experts_trained_on)."""
         from .selfstudy import chosen_earlier
 
         out = {c for probe in chosen_earlier(self.held, options)

@@ -2,7 +2,7 @@
 
 A conversation no night has learned is only text: it is deleted here, at once. One
 an expert learned is in the weights too: `pocketsleep forget ID` runs in its own
-process, as a background job with visible progress (the experts that learned it are
+process, as a background job with visible progress (the experts trained on it are
 rebuilt without it, minutes each on a CPU, and the model is merged again), and the
 chat stays usable meanwhile. That process deletes the text as well (it first notes
 the stored questions about it, to check afterwards that they are no longer
