@@ -42,7 +42,10 @@ class SleepOptions:
     # gave the same recall (2/4, 1/3, 0/4) and doubled self-study (72 -> 134 s).
     # With quote_bias (twenty-fourth round, days 1-3, seeds 0-3): right after each
     # night 0.40 -> 0.40 (0.11-0.67 by seed), the days so far after night 3 16 -> 20
-    # of 44, general 19 -> 22 of 24, seed 0's night 1 rejected for the quiz.
+    # of 44, general 19 -> 22 of 24, seed 0's night 1 rejected for the quiz. Five
+    # seeds, five days (twenty-fifth round): today's recall 0.34 -> 0.36, the end of
+    # the week 5.6 -> 4.0/15 (more held after nights 3-4, lost on night 5), general
+    # 4.8 -> 5.6/6, 21 nights kept of 25 against 22.
     # (Also tried: a greedy question about each clause of a statement; recall ended
     # at 2/15 against 4/15, two nights rejected: RESULTS, seventh round. And "What do
     # you know about my X?" for each "my X" the user said: 1/11 against 2/11 after
