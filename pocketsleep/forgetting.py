@@ -139,8 +139,8 @@ def rebuild_note(learned: list[dict]) -> str | None:
 def checkable_probes(journal: Journal, conversation_id: int) -> list[tuple[str, str]]:
     """The stored probes about a conversation whose answer it alone holds: after it
     is forgotten they must no longer be answered. A probe whose answer words all
-    occur in the other conversations the experts that learned it learned may rightly
-    still be answered, and is not checked."""
+    occur in other conversations learned by the experts that learned this one may
+    rightly still be answered, and is not checked."""
     from .sleep.words import content_words
 
     if journal.conversation(conversation_id).status == "forgotten":
