@@ -175,9 +175,11 @@ def check_forget(user: User, home: Path, probes: list, before: list[dict], suite
     summary = user.run("forget", str(target), "--yes")
     seconds = time.perf_counter() - started
     after = ask_all(user, probes)
-    words = [w.lower().encode() for i in gone for w in probes[i].answers]
+    # As written, case and all: in any case "biscuit" is in the base model's own
+    # vocabulary ("Ġbiscuits"), so every tokenizer and GGUF file would match.
+    words = [w.encode() for i in gone for w in probes[i].answers]
     leftover = sorted(str(f.relative_to(home)) for f in home.rglob("*")
-                      if f.is_file() and any(w in f.read_bytes().lower() for w in words))
+                      if f.is_file() and any(w in f.read_bytes() for w in words))
     return {"ran": True, "conversation": target, "seconds": round(seconds),
             "summary": summary.strip(),
             "forgotten": [{"question": probes[i].question, "before": before[i]["recalled"],
