@@ -788,9 +788,7 @@ class Journal:
         rows = [dict(r) for r in self.db.query(
             "SELECT * FROM dreams WHERE sleep_id = ? ORDER BY id", [sleep_id])]
         for r in rows:
-            r["conversation_ids"] = [x[0] for x in self.db.execute(
-                "SELECT conversation_id FROM dream_sources WHERE dream_id = ? ORDER BY 1",
-                [r["id"]]).fetchall()]
+            r["conversation_ids"] = self.dream_conversations([r["id"]])
         return rows
 
     def dream_conversations(self, dream_ids: Iterable[int]) -> list[int]:
