@@ -304,7 +304,8 @@ class Journal:
     def accept_expert(self, sleep_id: int, level: str, path: str, config: dict,
                       conversation_ids: Iterable[int], probes: Iterable[tuple],
                       metrics: dict, learned_up_to: int | None = None,
-                      rehearsed: Iterable[int] = ()) -> int:
+                      rehearsed: Iterable[int] = (),
+                      superseded: Iterable[tuple[str, str]] = ()) -> int:
         """Everything a successful night changes, in one transaction: the expert and
         its provenance (the conversations it learned, and those it `rehearsed`: see
         m007), its probes, the conversations consolidated, the sleep done.
@@ -312,7 +313,8 @@ class Journal:
         `learned_up_to` is the last message id the night read: a conversation that
         grew while it slept (a chat open during "Sleep now") stays pending, so its new
         turns are learned the next night instead of never. A probe is (question,
-        answer) or (question, answer, id of the conversation it was written from)."""
+        answer) or (question, answer, id of the conversation it was written from).
+        `superseded`: earlier probes the night took back (_supersede_probes)."""
         conversation_ids = list(conversation_ids)
         t = now()
         with self._write():
@@ -329,9 +331,21 @@ class Journal:
                     " WHERE conversation_id = ? AND id > ?)",
                     [cid, cid, 2**62 if learned_up_to is None else learned_up_to])
             self._insert_rehearsed(expert_id, rehearsed, conversation_ids)
+            self._supersede_probes(superseded)
             self._insert_probes(expert_id, probes, t)
             self.end_sleep(sleep_id, "succeeded", metrics)
         return expert_id
+
+    def _supersede_probes(self, probes: Iterable[tuple[str, str]]) -> None:
+        """Inside a write: the worn experts' held-out and rehearsal probes with these
+        (question, answer) become kind "superseded": a later statement took them back
+        (sleep/updates.py), so no later night holds or guards them."""
+        for question, answer in probes:
+            self.db.execute(
+                "UPDATE probes SET kind = 'superseded' WHERE question = ? AND answers = ?"
+                " AND kind IN ('heldout', 'rehearsal') AND expert_id IN"
+                " (SELECT id FROM experts WHERE status = 'active')",
+                [question, json.dumps([answer])])
 
     def _insert_rehearsed(self, expert_id: int, rehearsed: Iterable[int],
                           learned: Iterable[int]) -> None:

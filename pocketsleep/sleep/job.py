@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from ..config import Config, Paths
@@ -61,6 +61,9 @@ class Basis:
     # Earlier probe -> the conversations it holds (Journal.probe_origins): what the
     # new expert is recorded as rehearsing when it holds the probe in place.
     origins: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # Earlier probes tonight's episode takes back (sleep/updates.py): left out of
+    # `earlier` and `anchored`, and retired by the journal if the night is kept.
+    superseded: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def held(self) -> list[tuple[str, str]]:
@@ -93,6 +96,22 @@ class Basis:
             basis.probe_sources = {probe: turns[cid] for probe, cid in written_from.items()
                                    if cid in turns}
         return basis
+
+    def heeding(self, episode: Episode, options: SleepOptions) -> "Basis":
+        """This basis without the earlier probes `episode` takes back
+        (SleepOptions.heed_negations; sleep/updates.py)."""
+        from . import updates
+
+        if not options.heed_negations:
+            return self
+        words = updates.taken_back(episode.statements())
+        gone = updates.superseded(list(dict.fromkeys(self.earlier + self.held)), words)
+        if not gone:
+            return self
+        kept = [p for p in self.earlier if p not in gone]
+        return replace(self, earlier=kept, superseded=gone,
+                       anchored=None if self.anchored is None
+                       else [p for p in self.anchored if p not in gone])
 
 
 # An expert's folder is named after its level and the sleep that made it.
@@ -156,6 +175,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     from .transcript import episode_transcripts
     from .wearing import BareTeacher, ExpertSwitch
 
+    basis = basis.heeding(episode, options)
     resolved = resolve_model(config.model, paths)
     engine = MlxEngine.load(resolved, paths)
     earlier = ExpertSwitch()
@@ -230,6 +250,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
         "distill": log.summary(), "dream": dream_log,
         "gate": verdict.metrics, "gate_reasons": verdict.reasons,
         "seconds": {k: round(v, 1) for k, v in timings.items()},
+        # Earlier probes tonight's episode took back, not held or guarded (updates.py).
+        "superseded": [q for q, _ in basis.superseded],
         "options": asdict(options),
     }
     if not verdict.passed:
@@ -258,7 +280,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
         expert_id = journal.accept_expert(sleep_id, "nightly", name, config_json,
                                           episode.conversation_ids, probes, metrics,
                                           learned_up_to=episode.last_message_id,
-                                          rehearsed=rehearsed)
+                                          rehearsed=rehearsed, superseded=basis.superseded)
     checkpoint("sleep.accepted")
     return SleepReport("succeeded", sleep_id, expert_id, list(episode.conversation_ids),
                        metrics=metrics)

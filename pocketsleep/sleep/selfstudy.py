@@ -29,28 +29,36 @@ from .options import SleepOptions
 from .quoting import QuoteBias, spellings
 from .restate import restated, sentences
 from .sampling import Generated, generate_batch
-from .words import content_words, token_positions, word_spans
+from .words import content_words, stated_words, token_positions, word_spans
 
 _ROLE_TALK = re.compile(r"\b(User|Assistant|The user said)\s*:")
 
 
-def usable_answer(answer: str, source: str, question: str) -> bool:
+def usable_answer(answer: str, source: str, question: str, negations: bool = True) -> bool:
     """Worth distilling: grounded in the episode, and an answer rather than the small
     teacher continuing the transcript it was shown ("User: ... Assistant: ...")."""
-    return not _ROLE_TALK.search(answer) and grounded(answer, source, question)
+    return not _ROLE_TALK.search(answer) and grounded(answer, source, question, negations)
 
 
-def grounding_words(answer: str, source: str, question: str) -> set[str]:
+def source_words(source: str, negations: bool = True) -> set[str]:
+    """The facts `source` states: its content words, but (with `negations`:
+    SleepOptions.heed_negations) those it says are not so ("not vegetarian")."""
+    return stated_words(source) if negations else content_words(source)
+
+
+def grounding_words(answer: str, source: str, question: str, negations: bool = True
+                    ) -> set[str]:
     """The words that make an answer grounded (see grounded)."""
-    return (content_words(answer) & content_words(source)) - content_words(question)
+    return (content_words(answer) & source_words(source, negations)) - content_words(question)
 
 
-def grounded(answer: str, source: str, question: str) -> bool:
+def grounded(answer: str, source: str, question: str, negations: bool = True) -> bool:
     """The teacher's answer brings something from the episode that the question did
-    not: one of the source's content words. A 135M teacher answers many questions
+    not: one of the facts the source states. A 135M teacher answers many questions
     from imagination; only answers that are supported by what the user said are
-    worth distilling."""
-    return bool(grounding_words(answer, source, question))
+    worth distilling. An answer that only repeats what the user said is not so
+    ("You're a vegetarian" after "pescatarian now, not vegetarian") is not."""
+    return bool(grounding_words(answer, source, question, negations))
 
 
 @dataclass
@@ -310,10 +318,11 @@ def usable_examples(io: ModelIO, options: SleepOptions, meta: list[tuple[str, st
     """The teacher's answers worth distilling, as examples."""
     examples = []
     for (kind, q, s), m, a in zip(meta, asked, answers):
-        if not a.tokens or not usable_answer(io.decode(a.tokens), s, q):
+        heed = options.heed_negations
+        if not a.tokens or not usable_answer(io.decode(a.tokens), s, q, heed):
             continue
         if kind == "statement" and options.answer_one_sentence:
-            a = through_sentence_stating(io, a, grounding_words(io.decode(a.tokens), s, q))
+            a = through_sentence_stating(io, a, grounding_words(io.decode(a.tokens), s, q, heed))
         examples.append(Example(kind, q, m, a, s))
     return examples
 
@@ -422,7 +431,8 @@ def quote_biases(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str, 
         return None
     out: list[QuoteBias | None] = []
     for kind, question, source in meta:
-        wanted = content_words(source) - content_words(question) if kind == "statement" else ()
+        wanted = (source_words(source, options.heed_negations) - content_words(question)
+                  if kind == "statement" else ())
         words = {source[a:b] for a, b in word_spans(source, wanted)}
         out.append(QuoteBias(spellings(io.text_ids, words), options.quote_bias)
                    if words else None)

@@ -45,6 +45,39 @@ def content_words(text: str) -> set[str]:
     return out
 
 
+# Words that say what follows is not so ("not vegetarian", "no meat", "I don't eat
+# fish", "never again") and what ends their reach: the clause.
+_NEGATORS = frozenset("not no never nor without".split())
+_CLAUSE_END = re.compile(r"[,.;:!?()\"]|\s[-\u2013\u2014]\s")
+_CLAUSE_JOINERS = frozenset("but so because though although while which who and".split())
+
+
+def negated_words(text: str) -> set[str]:
+    """The content words `text` says are not so: those after a negator ("not",
+    "no", "never", a "n't" contraction) up to the end of its clause. "I'm
+    pescatarian now, not vegetarian" -> {"vegetarian"}; "no meat or fish please" ->
+    {"meat", "fish"}. A small teacher told the first quotes "vegetarian" as readily
+    as "pescatarian", and an earlier night's answer "I'm a vegetarian" is what the
+    user took back (sleep/updates.py)."""
+    out: set[str] = set()
+    for clause in _CLAUSE_END.split(text.lower().replace("\u2019", "'")):
+        negating = False
+        for w in _WORD.findall(clause):
+            word, _, suffix = w.partition("'")
+            if word in _CLAUSE_JOINERS:
+                negating = False
+            elif word in _NEGATORS or suffix == "t" and word.endswith("n"):
+                negating = True
+            elif negating:
+                out |= content_words(w)
+    return out
+
+
+def stated_words(text: str) -> set[str]:
+    """The content words `text` says are so: its content words but the negated ones."""
+    return content_words(text) - negated_words(text)
+
+
 def word_spans(text: str, words: set[str]) -> list[tuple[int, int]]:
     """Where in `text` it says one of `words` (content words, as content_words gives
     them: lowercase, a possessive as its noun), as (start, end) character spans."""

@@ -1,0 +1,37 @@
+"""When the user takes something back: "I'm pescatarian now, not vegetarian".
+
+Earlier nights hold what they learned in place: tonight anchors their stored probes
+(selfstudy.earlier_anchors) and the gate rejects a night that makes them less likely
+(gate.check). A probe whose question or answer says what the user now says is not so
+("What do I eat?" -> "I'm a vegetarian, so...") would hold the old fact against the
+new one, and guard it: on dev-week's night 5 the model went on answering "vegetarian"
+(bench/RESULTS.md, twenty-sixth round). Such a probe is *superseded*: tonight neither
+holds nor guards it, and the journal retires it when the night is kept
+(Journal.supersede_probes), so later nights do not hold it either.
+
+What counts as taken back is what a statement negates ("not X", "no X", "don't X":
+words.negated_words) and no statement of tonight says. Words, not meaning: "I'm not
+a nurse any more" supersedes a probe answered "You're a nurse"; "I never liked
+Rotterdam" one about the sister who lives there, which costs one anchor.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from .words import content_words, negated_words, stated_words
+
+
+def taken_back(statements: Iterable[str]) -> set[str]:
+    """The words tonight's `statements` negate and none of them states."""
+    statements = list(statements)
+    negated = set().union(*(negated_words(s) for s in statements))
+    return negated - set().union(*(stated_words(s) for s in statements))
+
+
+def superseded(probes: Sequence[tuple[str, str]], words: set[str]
+               ) -> list[tuple[str, str]]:
+    """The (question, answer) probes that say one of `words`, in their order."""
+    if not words:
+        return []
+    return [p for p in probes if content_words(f"{p[0]} {p[1]}") & words]
