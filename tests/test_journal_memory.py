@@ -48,6 +48,25 @@ def test_probes_name_the_conversation_they_were_written_from(journal):
     assert journal.expert_sources([eid, old]) == [dog, cat]
 
 
+def test_a_kept_night_retires_the_worn_probes_it_took_back(journal):
+    """accept_expert(superseded=...): the worn experts' held-out and rehearsal probes
+    with that question and answer become kind "superseded", in the night's own
+    transaction; tonight's probes with the same text are new and stay."""
+    eid, (dog,) = night(journal, "dog")
+    rehearsal_sid = journal.begin_sleep()
+    journal.accept_expert(rehearsal_sid, "nightly", "r", {}, [],
+                          [("Who is my dog?", "Rex", dog, "rehearsal"),
+                           ("Where does my dog sleep?", "Rex sleeps inside", dog)], {})
+    sid = journal.begin_sleep()
+    new = journal.accept_expert(sid, "nightly", "n", {}, [], [("Who is my dog?", "Rex")], {},
+                                superseded=[("Who is my dog?", "Rex")])
+    kinds = [(r["expert_id"], r["kind"]) for r in journal.db.query(
+        "SELECT expert_id, kind FROM probes WHERE question = 'Who is my dog?' ORDER BY id")]
+    assert kinds == [(eid, "superseded"), (eid + 1, "superseded"), (new, "heldout")]
+    assert journal.active_probes(("heldout", "rehearsal")) == [
+        ("Where does my dog sleep?", "Rex sleeps inside"), ("Who is my dog?", "Rex")]
+
+
 def test_rehearsal_questions_are_kept_apart_from_the_probes_gates_check(journal):
     """A night's rehearsal questions (SleepOptions.rehearsal_questions) were trained
     on: later nights hold them as anchors, but only held-out probes are checked."""

@@ -102,6 +102,24 @@ def test_a_night_then_its_report(capsys, home, journal):
     assert report["metrics"]["distill"]["steps"] == 3
 
 
+def test_a_night_that_takes_something_back_says_so_and_the_report_lists_it(
+        capsys, home, journal, monkeypatch):
+    from sleep_support import learnable_self_study
+
+    learnable_self_study(monkeypatch)  # night 1's probes: "What did I tell you in statement N?"
+    monkeypatch.setattr(sleep_cli, "SleepOptions", lambda: CLI_DEFAULT.but(heldout_fraction=1.0))
+    log_day(journal)
+    assert run(capsys, "sleep", "--no-gate")[0] == 0
+    asked = [q for q, _ in journal.active_probes()]
+    log_day(journal, [[{"role": "user", "content": "Sorry, that was not a statement at all."}]])
+    code, out, err = run(capsys, "sleep", "--no-gate")
+    assert code == 0, err
+    assert (f"You took back what {len(asked)} earlier answers said (`pocketsleep sleep "
+            "--report` lists them): later nights no longer hold them in place.") in out
+    code, out, _ = run(capsys, "sleep", "--report")
+    assert "  taken back (earlier questions no longer held): " + "; ".join(asked) in out
+
+
 def test_the_report_shows_what_the_gate_measured_on_earlier_nights():
     """A first night has no earlier probes; a later one shows their whole answers'
     log-prob and their facts' soft recall, before and after."""

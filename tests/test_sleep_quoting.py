@@ -102,6 +102,16 @@ def test_quote_biases_favour_the_statement_words_the_question_lacks():
     assert statement.words == [(io.text_ids(" " + w), io.text_ids(w)) for w in ("Tomasz", "run")]
 
 
+def test_quote_biases_leave_out_the_words_the_statement_negates():
+    io = WordIO()
+    meta = [("statement", "What do I eat?", "I'm pescatarian now, not vegetarian.")]
+    heeded, = quote_biases(io, SleepOptions(quote_bias=2.0), meta)
+    assert heeded.words == [(io.text_ids(" pescatarian"), io.text_ids("pescatarian"))]
+    plain, = quote_biases(io, SleepOptions(quote_bias=2.0, heed_negations=False), meta)
+    assert [bare for _, bare in plain.words] == [io.text_ids(w)
+                                                 for w in ("pescatarian", "vegetarian")]
+
+
 def test_a_night_with_quoting_says_the_statement_words_and_learns_the_quoting_teacher(
         tmp_path, monkeypatch):
     """End to end on a tiny GGUF: the quoting teacher's statement answers say words

@@ -125,6 +125,11 @@ def command(obj: CliContext, budget, dry_run, show_report, steps, variant, no_ga
             n = len(deferred)
             click.echo(f"The budget left {n} conversation{'s' * (n != 1)} pending for the "
                        "next sleep (run `pocketsleep sleep` again to learn them now).")
+        superseded = report.metrics.get("superseded")
+        if superseded:
+            click.echo(f"You took back what {counted(len(superseded), 'earlier answer')} said "
+                       "(`pocketsleep sleep --report` lists them): later nights no longer "
+                       "hold them in place.")
         tell(memory, merged)
         if merge_failed:
             raise merge_failed
@@ -180,6 +185,9 @@ def print_report(obj: CliContext, as_json: bool) -> None:
         if m.get("deferred"):
             click.echo(f"  left pending by the budget: {m['deferred']}")
         click.echo(f"  examples: {m.get('examples')}")
+        if m.get("superseded"):
+            click.echo(printable(f"  taken back (earlier questions no longer held): "
+                                 f"{'; '.join(m['superseded'])}"))
         click.echo("  time: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()))
         d = m.get("distill", {})
         click.echo(f"  distillation: {d.get('steps')} steps, loss "
