@@ -151,6 +151,29 @@ def test_replay_draws_the_kept_dreams_of_accepted_nights_only(scripted, paths, i
     assert summary["replayed"] == 0 and summary["rehearsed_from"] == [tonight]
 
 
+def test_replay_leaves_out_the_dreams_that_say_what_tonight_takes_back(
+        paths, io, journal, model, monkeypatch):
+    """sleep/updates.py: an earlier dream that says a word the user now negates
+    ("not in Lisbon any more") is not rehearsed again; the others are."""
+    cities = ["Lisbon", "Madrid", "Porto", "Lisbon"]
+
+    def write_dreams(io, teacher, episode, arms, earlier, seed, carried=()):
+        return [Dream(arm, f"Where does my sister live ({i})?", f"In {cities[i % 4]}.",
+                      (episode.conversation_ids[0],)) for i, arm in enumerate(arms)]
+
+    monkeypatch.setattr(night, "write_dreams", write_dreams)
+    sid, [cid], _ = dream_tonight(paths, io, journal, model[2])
+    journal.accept_expert(sid, "nightly", "night-0001", {}, [cid], [], {})
+    journal.begin_sleep()
+    pool = journal.replayable_dreams()
+    lisbon = {r["id"] for r in pool if "Lisbon" in r["content"]}
+    assert lisbon and len(lisbon) < len(pool)
+    _, ids = night.replay_items(io, journal, OPTIONS, random.Random(0), 16, {"lisbon"})
+    assert set(ids) == {r["id"] for r in pool} - lisbon
+    _, ids = night.replay_items(io, journal, OPTIONS, random.Random(0), 16)
+    assert set(ids) == {r["id"] for r in pool}
+
+
 def test_dreams_written_wearing_an_earlier_expert_boosted_are_forgotten_with_it(
         scripted, paths, io, journal, model, monkeypatch):
     """An earlier expert's knowledge can end up in tonight's dreams: its conversations

@@ -62,6 +62,7 @@ def test_a_basis_heeding_an_episode_leaves_out_what_it_takes_back():
     heeded = basis.heeding(episode, SleepOptions())
     assert heeded.earlier == [dog] and heeded.held == [dog]
     assert heeded.superseded == [old, rehearsal]
+    assert heeded.taken_back == {"vegetarian"}
     assert basis.earlier == [old, dog]  # the journal's basis is left as it was
     assert basis.heeding(episode, SleepOptions(heed_negations=False)) is basis
     plain = Basis([], [old, dog])  # no rehearsal questions stored: held is earlier

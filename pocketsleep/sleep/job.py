@@ -64,6 +64,8 @@ class Basis:
     # Earlier probes tonight's episode takes back (sleep/updates.py): left out of
     # `earlier` and `anchored`, and retired by the journal if the night is kept.
     superseded: list[tuple[str, str]] = field(default_factory=list)
+    # The words tonight's episode takes back (updates.taken_back).
+    taken_back: frozenset[str] = frozenset()
 
     @property
     def held(self) -> list[tuple[str, str]]:
@@ -104,12 +106,12 @@ class Basis:
 
         if not options.heed_negations:
             return self
-        words = updates.taken_back(episode.statements())
-        gone = updates.superseded(list(dict.fromkeys(self.earlier + self.held)), words)
-        if not gone:
+        words = frozenset(updates.taken_back(episode.statements()))
+        if not words:
             return self
+        gone = updates.superseded(list(dict.fromkeys(self.earlier + self.held)), words)
         kept = [p for p in self.earlier if p not in gone]
-        return replace(self, earlier=kept, superseded=gone,
+        return replace(self, earlier=kept, superseded=gone, taken_back=words,
                        anchored=None if self.anchored is None
                        else [p for p in self.anchored if p not in gone])
 

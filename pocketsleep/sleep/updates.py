@@ -7,7 +7,8 @@ Earlier nights hold what they learned in place: tonight anchors their stored pro
 new one, and guard it: on dev-week's night 5 the model went on answering "vegetarian"
 (bench/RESULTS.md, twenty-sixth round). Such a probe is *superseded*: tonight neither
 holds nor guards it, and the journal retires it when the night is kept
-(Journal.supersede_probes), so later nights do not hold it either.
+(Journal.accept_expert), so later nights do not hold it either. Dreaming, when on,
+neither writes dreams from it nor replays earlier dreams that say a taken-back word.
 
 What counts as taken back is what a statement negates ("not X", "no X", "don't X":
 words.negated_words) and no statement of tonight says. Words, not meaning: "I'm not
@@ -17,7 +18,7 @@ Rotterdam" one about the sister who lives there, which costs one anchor.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Collection, Iterable, Sequence
 
 from .words import content_words, negated_words, stated_words
 
@@ -29,9 +30,12 @@ def taken_back(statements: Iterable[str]) -> set[str]:
     return negated - set().union(*(stated_words(s) for s in statements))
 
 
-def superseded(probes: Sequence[tuple[str, str]], words: set[str]
+def says_any(text: str, words: Collection[str]) -> bool:
+    """Does `text` say one of `words` (content words, lowercase)?"""
+    return bool(words) and bool(content_words(text) & set(words))
+
+
+def superseded(probes: Sequence[tuple[str, str]], words: Collection[str]
                ) -> list[tuple[str, str]]:
     """The (question, answer) probes that say one of `words`, in their order."""
-    if not words:
-        return []
-    return [p for p in probes if content_words(f"{p[0]} {p[1]}") & words]
+    return [p for p in probes if says_any(f"{p[0]} {p[1]}", words)]

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable
+from typing import Callable, Collection
 
 from ...journal import Journal
 from ..episode import Episode
 from ..options import SleepOptions
 from ..selfstudy import Example, ModelIO, Teacher
+from ..updates import says_any
 from . import diversify
 from .generate import Dream, write_dreams
 from .policy import DreamPolicy
@@ -81,7 +82,8 @@ def dream(paths, io: ModelIO, teacher: Teacher, episode: Episode, train: list[Ex
 
     # 4. Rehearse, with replay.
     t = time.perf_counter()
-    replayed, replayed_ids = replay_items(io, journal, options, rng, k) if kept else ([], [])
+    replayed, replayed_ids = (replay_items(io, journal, options, rng, k, basis.taken_back)
+                              if kept else ([], []))
     log = rehearse(io.model, [items[i] for i in kept] + replayed, anchors, options,
                    stop_at, progress)
     # Every conversation a rehearsed dream holds (tonight's, carried, replayed): the
@@ -120,15 +122,19 @@ def earlier_probes(journal: Journal, basis) -> list[tuple[str, tuple[int, ...]]]
     text may come from: the one it was written from, or, when unknown, every
     conversation its expert learned."""
     origins = journal.probe_origins([r["id"] for r in basis.wear])
-    return [(question, tuple(cids)) for (question, _), cids in origins.items()]
+    return [(probe[0], tuple(cids)) for probe, cids in origins.items()
+            if probe not in basis.superseded]
 
 
-def replay_items(io, journal: Journal, options, rng, k: int) -> tuple[list[tuple], list[int]]:
+def replay_items(io, journal: Journal, options, rng, k: int,
+                 taken_back: Collection[str] = ()) -> tuple[list[tuple], list[int]]:
     """A sample of earlier nights' kept dreams (Journal.replayable_dreams says which
-    may be replayed): their training items, and their ids."""
+    may be replayed), but those that say a word tonight takes back (updates.py):
+    their training items, and their ids."""
     if not options.dream_replay or options.dream_replay_count <= 0:
         return [], []
-    pool = journal.replayable_dreams()
+    pool = [r for r in journal.replayable_dreams()
+            if not says_any(f"{r['prompt']} {r['content']}", taken_back)]
     chosen = rng.sample(pool, min(options.dream_replay_count, len(pool)))
     item = held_item if options.dream_soft_targets else sft_item
     return [item(io, r["prompt"], r["content"], k) for r in chosen], [r["id"] for r in chosen]
