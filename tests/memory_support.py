@@ -52,8 +52,8 @@ def learnable_questions(monkeypatch) -> None:
                         lambda io, statements, n, seed: [[] for _ in statements])
     # Whole answers: a random model's text has sentence ends anywhere.
     monkeypatch.setattr(selfstudy, "through_sentence_stating", lambda io, answer, words: answer)
-    monkeypatch.setattr(selfstudy, "grounded", lambda *a: True)
-    monkeypatch.setattr(selfstudy, "usable_answer", lambda *a: True)
+    monkeypatch.setattr(selfstudy, "grounded", lambda *a, **k: True)
+    monkeypatch.setattr(selfstudy, "usable_answer", lambda *a, **k: True)
 
 
 def scripted_teacher(monkeypatch) -> None:

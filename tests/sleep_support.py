@@ -53,8 +53,8 @@ def learnable_self_study(monkeypatch) -> None:
                         lambda io, statements, n, seed: [[] for _ in statements])
     # Whole answers: a random model's text has sentence ends anywhere.
     monkeypatch.setattr(selfstudy, "through_sentence_stating", lambda io, answer, words: answer)
-    monkeypatch.setattr(selfstudy, "grounded", lambda *a: True)
-    monkeypatch.setattr(selfstudy, "usable_answer", lambda *a: True, raising=False)
+    monkeypatch.setattr(selfstudy, "grounded", lambda *a, **k: True)
+    monkeypatch.setattr(selfstudy, "usable_answer", lambda *a, **k: True, raising=False)
 
 
 def student_and_teacher(gguf: Path, options: SleepOptions = FAST):

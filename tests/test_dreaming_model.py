@@ -175,7 +175,7 @@ def test_written_dreams_keep_their_conversation_and_updates_are_dated(setup, mon
     """The writers on a random model write junk; accept any text to see the plumbing."""
     io, teacher, _ = setup
     monkeypatch.setattr(generate, "usable_request", lambda arm, text: bool(text))
-    monkeypatch.setattr(generate.selfstudy, "usable_answer", lambda *a: True)
+    monkeypatch.setattr(generate.selfstudy, "usable_answer", lambda *a, **k: True)
     episode = Episode((7, 9), (tuple(DAY[0]), tuple(DAY[1])), ("2026-03-02", "2026-03-03"))
     earlier = [("Where does my sister live?", (3,))]
     arms = ["update/as-of", "qa/direct", "update/as-of", "scenario/situation"] * 2

@@ -16,6 +16,7 @@ from pocketsleep.cli import main  # noqa: E402
 from pocketsleep.cli import sleep as sleep_cli  # noqa: E402
 from pocketsleep.sleep import job  # noqa: E402
 from pocketsleep.sleep.options import parse_budget  # noqa: E402
+from pocketsleep.text import counted  # noqa: E402
 
 # The command's defaults would take seconds on the tiny model: start it from FAST
 # (with the gate on, as by default), and let the flags change it as they would.
@@ -106,16 +107,21 @@ def test_a_night_that_takes_something_back_says_so_and_the_report_lists_it(
         capsys, home, journal, monkeypatch):
     from sleep_support import learnable_self_study
 
-    learnable_self_study(monkeypatch)  # night 1's probes: "What did I tell you in statement N?"
+    from pocketsleep.sleep import updates
+    from pocketsleep.sleep.words import stated_words
+
+    learnable_self_study(monkeypatch)
     monkeypatch.setattr(sleep_cli, "SleepOptions", lambda: CLI_DEFAULT.but(heldout_fraction=1.0))
     log_day(journal)
     assert run(capsys, "sleep", "--no-gate")[0] == 0
-    asked = [q for q, _ in journal.active_probes()]
-    log_day(journal, [[{"role": "user", "content": "Sorry, that was not a statement at all."}]])
+    first = journal.active_probes()
+    word = sorted(stated_words(first[0][1]))[0]  # a word of the first stored answer
+    asked = [q for q, _ in updates.superseded(first, {word})]
+    log_day(journal, [[{"role": "user", "content": f"Sorry, that is not {word} at all."}]])
     code, out, err = run(capsys, "sleep", "--no-gate")
     assert code == 0, err
-    assert (f"You took back what {len(asked)} earlier answers said (`pocketsleep sleep "
-            "--report` lists them): later nights no longer hold them in place.") in out
+    assert (f"You took back what {counted(len(asked), 'earlier answer')} said (`pocketsleep "
+            "sleep --report` lists them): later nights no longer hold them in place.") in out
     code, out, _ = run(capsys, "sleep", "--report")
     assert "  taken back (earlier questions no longer held): " + "; ".join(asked) in out
 

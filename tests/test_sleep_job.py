@@ -494,18 +494,22 @@ def test_a_night_stores_rehearsal_questions_that_the_next_night_holds_but_does_n
 @pytest.mark.parametrize("heed", [True, False])
 def test_a_night_that_takes_something_back_neither_holds_nor_guards_it_and_retires_it(
         paths, journal, config, monkeypatch, heed):
-    """sleep/updates.py: night 1's probes ask "What did I tell you in statement 0?";
-    day 2 says that was not a statement. Night 2 neither anchors those probes nor lets
-    the gate check them, and, kept, retires them; later nights no longer see them.
-    With heed_negations off they are held and checked as before."""
-    from pocketsleep.sleep import gate, selfstudy
+    """sleep/updates.py: day 2 says a word of night 1's first stored answer is not so.
+    Night 2 neither anchors the probes whose answers say it nor lets the gate check
+    them, and, kept, retires them, so later nights no longer see them. With
+    heed_negations off they are held and checked as before."""
+    from pocketsleep.sleep import gate, selfstudy, updates
+    from pocketsleep.sleep.words import stated_words
 
     learnable_self_study(monkeypatch)
     options = FAST.but(heldout_fraction=1.0, heed_negations=heed)
     log_day(journal)
     assert run_sleep(paths, config, options).status == "succeeded"
     first_probes = journal.active_probes()
-    assert first_probes and all("statement" in q for q, _ in first_probes)
+    word = sorted(stated_words(first_probes[0][1]))[0]
+    gone = updates.superseded(first_probes, {word})
+    assert gone  # the first probe at least
+    kept = [p for p in first_probes if p not in gone]
 
     anchored, checked = [], []
     real_anchors, real_check = selfstudy.earlier_anchors, gate.check
@@ -520,20 +524,18 @@ def test_a_night_that_takes_something_back_neither_holds_nor_guards_it_and_retir
 
     monkeypatch.setattr(selfstudy, "earlier_anchors", earlier_anchors)
     monkeypatch.setattr(gate, "check", check)
-    log_day(journal, [[{"role": "user", "content": "Sorry, that was not a statement at all."}]])
+    log_day(journal, [[{"role": "user", "content": f"Sorry, that is not {word} at all."}]])
     second = run_sleep(paths, config, options)
     assert second.status == "succeeded"
+    now = set(journal.active_probes())
     if heed:
-        assert anchored == [[]] and checked == [[]]
-        assert second.metrics["superseded"] == [q for q, _ in first_probes]
-        kinds = {r["kind"] for r in journal.db.query(
-            "SELECT kind FROM probes WHERE expert_id = ?", [second.expert_id - 1])}
-        assert kinds == {"superseded"}
-        assert not set(first_probes) & set(journal.active_probes())
+        assert anchored == [kept] and checked == [kept]
+        assert second.metrics["superseded"] == [q for q, _ in gone]
+        assert not set(gone) & now and set(kept) <= now
     else:
         assert anchored == [first_probes] and checked == [first_probes]
         assert second.metrics["superseded"] == []
-        assert set(first_probes) <= set(journal.active_probes())
+        assert set(first_probes) <= now
 
 
 def test_rehearsal_set_takes_the_statements_in_turn():

@@ -49,7 +49,8 @@ def test_content_words_drop_stopwords_short_words_and_case():
     ("", "My sister Anna lives in Lisbon.", "Where does Anna live?", False),
 ])
 def test_grounded(answer, source, question, expected):
-    assert grounded(answer, source, question) is expected
+    assert grounded(answer, source, question, negations=True) is expected
+    assert grounded(answer, source, question, negations=False) is expected
 
 
 # -- the held-out split ----------------------------------------------------------------------
@@ -349,12 +350,12 @@ def test_fact_token_weights_mark_the_tokens_that_spell_what_the_user_said():
                       statement)
     # "run" is in the question, "Kiera" not in the statement: only the two facts,
     # three times the rest, the whole averaging 1.
-    weights = fact_token_weights(io, example, 3.0)
+    weights = fact_token_weights(io, example, 3.0, negations=True)
     assert (weights / weights.min()).tolist() == pytest.approx([1, 1, 1, 3, 1, 3, 1, 1, 1])
     assert weights.mean() == pytest.approx(1.0)
-    assert fact_token_weights(io, example, 1.0).tolist() == [1] * 9
+    assert fact_token_weights(io, example, 1.0, negations=True).tolist() == [1] * 9
     anchor = Example("anchor", "Who do I run with?", [], answer_of(io), None)
-    assert fact_token_weights(io, anchor, 3.0).tolist() == [1] * 8
+    assert fact_token_weights(io, anchor, 3.0, negations=True).tolist() == [1] * 8
 
 
 class PiecesIO(WordIO):
@@ -372,7 +373,7 @@ def test_fact_token_weights_follow_words_split_across_tokens_and_case_changes():
     io = PiecesIO(["İ", " see:", " you", " run", " with", " Tom", "asz", "."])
     example = Example("statement", "Who do I run with?", [], answer_of(io),
                       "I run with my neighbour Tomasz on Saturdays.")
-    weights = fact_token_weights(io, example, 2.0)
+    weights = fact_token_weights(io, example, 2.0, negations=True)
     assert (weights / weights.min()).tolist() == pytest.approx([1, 1, 1, 1, 1, 2, 2, 1])
 
 

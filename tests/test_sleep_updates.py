@@ -7,29 +7,37 @@ import pytest
 
 from pocketsleep.sleep.options import SleepOptions
 from pocketsleep.sleep.updates import superseded, taken_back
-from pocketsleep.sleep.words import negated_words, stated_words
+from pocketsleep.sleep.words import negated_words, polarity, stated_words
 
 
-@pytest.mark.parametrize("text, negated", [
+@pytest.mark.parametrize("text, stated, negated", [
     ("I've decided to start eating fish again, so I'm pescatarian now, not vegetarian.",
-     {"vegetarian"}),
-    ("I'm vegetarian, so no meat or fish please.", {"meat", "fish"}),
-    ("I don't have a car, so I cycle to work.", {"car"}),
-    ("I can\u2019t stand walnuts", {"stand", "walnuts"}),  # a curly apostrophe
-    ("I'm not a nurse any more - I teach now.", {"nurse"}),
-    ("I never liked Rotterdam but Elena loves it.", {"liked", "rotterdam"}),
-    # A negator ends at its clause: "No," negates nothing; neither does "not sure".
-    ("No, my dog is called Biscuit.", set()),
-    ("I'm not sure, I think his name is Biscuit.", set()),
-    ("My sister Elena lives in Rotterdam.", set()),
+     {"decided", "start", "eating", "fish", "pescatarian"}, {"vegetarian"}),
+    ("I'm vegetarian, so no meat or fish please.", {"vegetarian"}, {"meat", "fish"}),
+    ("I don't have a car, so I cycle to work.", {"cycle", "work"}, {"car"}),
+    ("I can\u2019t stand walnuts", set(), {"stand", "walnuts"}),  # a curly apostrophe
+    ("I dont eat fish", set(), {"eat", "fish"}),  # no apostrophe typed
+    ("I'm not a nurse any more - I teach now.", {"teach"}, {"nurse"}),
+    # Per word said: stated somewhere is stated.
+    ("I wasn't born in Leeds, I was born in York.", {"born", "york"}, {"leeds"}),
+    # A negator ends at its clause (punctuation, a new line, a dash, a joiner) and
+    # covers two content words at most.
+    ("I'm not vegetarian anymore\nMy sister Elena lives in Rotterdam",
+     {"sister", "elena", "lives", "rotterdam"}, {"vegetarian", "anymore"}),
+    ("not vegetarian\u2014I eat fish now.", {"eat", "fish"}, {"vegetarian"}),
+    ("I haven't told you yet that Elena moved to Leeds", {"elena", "moved", "leeds"}, set()),
+    ("I never liked Rotterdam but Elena loves it.", {"elena", "loves"}, {"liked", "rotterdam"}),
+    ("If I don't call Elena she gets upset", {"gets", "upset"}, {"call", "elena"}),
+    # Not a negation: "No" as an interjection, "not only", a question.
+    ("No, my dog is called Biscuit.", {"dog", "biscuit"}, set()),
+    ("No I'm vegetarian", {"vegetarian"}, set()),
+    ("I'm not only a nurse but also a teacher", {"nurse", "teacher"}, set()),
+    ("Don't you remember my dog Biscuit?", set(), set()),
+    ("I'm not sure, I think his name is Biscuit.", {"name", "biscuit"}, set()),
 ])
-def test_negated_words_are_those_after_a_negator_in_its_clause(text, negated):
-    assert negated_words(text) == negated
-
-
-def test_stated_words_are_the_content_words_but_the_negated():
-    assert stated_words("I'm pescatarian now, not vegetarian.") == {"pescatarian"}
-    assert stated_words("My dog Biscuit is not a beagle.") == {"dog", "biscuit"}
+def test_polarity_is_what_a_text_says_is_so_and_only_says_is_not(text, stated, negated):
+    assert polarity(text) == (stated, negated)
+    assert stated_words(text) == stated and negated_words(text) == negated
 
 
 def test_taken_back_is_what_tonight_negates_and_does_not_also_state():
@@ -40,11 +48,12 @@ def test_taken_back_is_what_tonight_negates_and_does_not_also_state():
     assert taken_back([]) == set()
 
 
-def test_superseded_probes_say_a_taken_back_word_in_the_question_or_the_answer():
+def test_superseded_probes_are_those_whose_answer_says_a_taken_back_word_is_so():
     probes = [("What do I eat?", "You're a vegetarian, so no meat."),
-              ("Am I vegetarian?", "Yes."),
+              ("Am I vegetarian?", "Yes."),  # no content words: the question counts
               ("What is my dog's name?", "Biscuit, a beagle."),
-              ("What diet do I follow?", "Vegetarianism.")]  # another word
+              ("What diet do I follow?", "Vegetarianism."),  # another word
+              ("What is my diet?", "You're pescatarian, not vegetarian.")]  # agrees
     assert superseded(probes, {"vegetarian"}) == probes[:2]
     assert superseded(probes, set()) == []
 
@@ -70,14 +79,16 @@ def test_a_basis_heeding_an_episode_leaves_out_what_it_takes_back():
 
 
 @pytest.mark.parametrize("answer, expected", [
-    ("You're a vegetarian.", False),  # only what the user took back
+    ("You're a vegetarian.", False),  # says so what the user said is not so
     ("You're pescatarian, not vegetarian.", True),
     ("You eat fish again.", True),
+    ("You don't eat meat.", True),  # not so, as the user said: a negative fact
+    ("You love meat.", False),
 ])
-def test_an_answer_grounded_only_in_a_negated_word_is_not_grounded(answer, expected):
+def test_an_answer_is_grounded_by_a_word_said_the_way_the_source_says_it(answer, expected):
     pytest.importorskip("mlx.core")
     from pocketsleep.sleep.selfstudy import grounded
 
-    source = "I eat fish again, so I'm pescatarian now, not vegetarian."
-    assert grounded(answer, source, "What is my diet?") is expected
+    source = "I eat fish again, so I'm pescatarian now, not vegetarian. Still no meat."
+    assert grounded(answer, source, "What is my diet?", negations=True) is expected
     assert grounded(answer, source, "What is my diet?", negations=False) is True

@@ -61,7 +61,8 @@ def build(teacher: WearingTeacher, episode: Episode, kept: list[tuple[str, str]]
     examples = [Example(kind, q, m, a, s if kind == "statement" else None)
                 for (kind, q, s), m, a in zip(meta, asked, answers)
                 if a.tokens and (kind == "probe" or
-                                 selfstudy.usable_answer(io.decode(a.tokens), s, q))]
+                                 selfstudy.usable_answer(io.decode(a.tokens), s, q,
+                                                         negations=options.heed_negations))]
     probes = [e for e in examples if e.kind == "probe"]
     probes += [Example("probe", q, prompts.closed_book(q),
                        selfstudy.forced_answer(io, prompts.closed_book(q), io.text_ids(a),

@@ -22,6 +22,7 @@ from ..faults import checkpoint
 from ..files import exclusive_lock, fsync_tree
 from ..journal import Journal
 from ..models import resolve_model
+from . import updates
 from .episode import Episode
 from .options import SleepOptions
 
@@ -102,8 +103,6 @@ class Basis:
     def heeding(self, episode: Episode, options: SleepOptions) -> "Basis":
         """This basis without the earlier probes `episode` takes back
         (SleepOptions.heed_negations; sleep/updates.py)."""
-        from . import updates
-
         if not options.heed_negations:
             return self
         words = frozenset(updates.taken_back(episode.statements()))
@@ -177,7 +176,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     from .transcript import episode_transcripts
     from .wearing import BareTeacher, ExpertSwitch
 
-    basis = basis.heeding(episode, options)
+    if basis.record is None:  # a rebuild relearns old days: it takes nothing back
+        basis = basis.heeding(episode, options)
     resolved = resolve_model(config.model, paths)
     engine = MlxEngine.load(resolved, paths)
     earlier = ExpertSwitch()
@@ -244,6 +244,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
                 "became private or forgotten while the night ran; nothing learned from "
                 "tonight's episode is kept")
     timings["gate"] = time.perf_counter() - t
+    # What the studied statements took back (a budget may have left some for later).
+    retired = updates.superseded(basis.superseded, updates.taken_back(episode.statements()))
     metrics = {
         "conversations": list(episode.conversation_ids),
         # Pending conversations the budget left for the next night.
@@ -252,8 +254,8 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
         "distill": log.summary(), "dream": dream_log,
         "gate": verdict.metrics, "gate_reasons": verdict.reasons,
         "seconds": {k: round(v, 1) for k, v in timings.items()},
-        # Earlier probes tonight's episode took back, not held or guarded (updates.py).
-        "superseded": [q for q, _ in basis.superseded],
+        # Earlier probes tonight's statements took back (updates.py).
+        "superseded": [q for q, _ in retired],
         "options": asdict(options),
     }
     if not verdict.passed:
@@ -282,7 +284,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
         expert_id = journal.accept_expert(sleep_id, "nightly", name, config_json,
                                           episode.conversation_ids, probes, metrics,
                                           learned_up_to=episode.last_message_id,
-                                          rehearsed=rehearsed, superseded=basis.superseded)
+                                          rehearsed=rehearsed, superseded=retired)
     checkpoint("sleep.accepted")
     return SleepReport("succeeded", sleep_id, expert_id, list(episode.conversation_ids),
                        metrics=metrics)

@@ -29,36 +29,37 @@ from .options import SleepOptions
 from .quoting import QuoteBias, spellings
 from .restate import restated, sentences
 from .sampling import Generated, generate_batch
-from .words import content_words, stated_words, token_positions, word_spans
+from .words import content_words, polarity, stated_words, token_positions, word_spans
 
 _ROLE_TALK = re.compile(r"\b(User|Assistant|The user said)\s*:")
 
 
-def usable_answer(answer: str, source: str, question: str, negations: bool = True) -> bool:
+def usable_answer(answer: str, source: str, question: str, *, negations: bool) -> bool:
     """Worth distilling: grounded in the episode, and an answer rather than the small
     teacher continuing the transcript it was shown ("User: ... Assistant: ...")."""
-    return not _ROLE_TALK.search(answer) and grounded(answer, source, question, negations)
+    return not _ROLE_TALK.search(answer) and grounded(answer, source, question,
+                                                        negations=negations)
 
 
-def source_words(source: str, negations: bool = True) -> set[str]:
-    """The facts `source` states: its content words, but (with `negations`:
-    SleepOptions.heed_negations) those it says are not so ("not vegetarian")."""
-    return stated_words(source) if negations else content_words(source)
-
-
-def grounding_words(answer: str, source: str, question: str, negations: bool = True
+def grounding_words(answer: str, source: str, question: str, *, negations: bool
                     ) -> set[str]:
-    """The words that make an answer grounded (see grounded)."""
-    return (content_words(answer) & source_words(source, negations)) - content_words(question)
+    """The words that make an answer grounded (see grounded). With `negations`
+    (SleepOptions.heed_negations) a word counts when the answer says it the way the
+    source does: so where the source says so, or not so where the source says
+    not ("You don't eat meat" after "no meat or fish"; words.polarity)."""
+    if not negations:
+        return (content_words(answer) & content_words(source)) - content_words(question)
+    (said, denied), (stated, negated) = polarity(answer), polarity(source)
+    return ((said & stated) | (denied & negated)) - content_words(question)
 
 
-def grounded(answer: str, source: str, question: str, negations: bool = True) -> bool:
+def grounded(answer: str, source: str, question: str, *, negations: bool) -> bool:
     """The teacher's answer brings something from the episode that the question did
-    not: one of the facts the source states. A 135M teacher answers many questions
+    not: one of the source's content words. A 135M teacher answers many questions
     from imagination; only answers that are supported by what the user said are
-    worth distilling. An answer that only repeats what the user said is not so
-    ("You're a vegetarian" after "pescatarian now, not vegetarian") is not."""
-    return bool(grounding_words(answer, source, question, negations))
+    worth distilling. With `negations`, an answer that says what the user said is
+    not so ("You're a vegetarian" after "pescatarian now, not vegetarian") is not."""
+    return bool(grounding_words(answer, source, question, negations=negations))
 
 
 @dataclass
@@ -161,7 +162,8 @@ def through_sentence_stating(io: ModelIO, answer: Generated, words: set[str]) ->
     return answer
 
 
-def fact_token_weights(io: ModelIO, example: Example, weight: float) -> np.ndarray:
+def fact_token_weights(io: ModelIO, example: Example, weight: float, *, negations: bool
+                       ) -> np.ndarray:
     """One weight per answer id (end token included): the tokens that spell a word
     the answer brings from the episode (grounding_words: "Tomasz", "Jazz") weigh
     `weight` times the rest, the whole averaging 1, so an answer pulls no harder on
@@ -173,7 +175,8 @@ def fact_token_weights(io: ModelIO, example: Example, weight: float) -> np.ndarr
     if weight == 1 or example.kind == "anchor" or not example.statement:
         return out
     text = io.decode(example.answer.tokens)
-    spans = word_spans(text, grounding_words(text, example.statement, example.question))
+    spans = word_spans(text, grounding_words(text, example.statement, example.question,
+                                             negations=negations))
     out[token_positions(io.decode, example.answer.tokens, spans)] = weight
     return out * (len(out) / out.sum())
 
@@ -319,10 +322,11 @@ def usable_examples(io: ModelIO, options: SleepOptions, meta: list[tuple[str, st
     examples = []
     for (kind, q, s), m, a in zip(meta, asked, answers):
         heed = options.heed_negations
-        if not a.tokens or not usable_answer(io.decode(a.tokens), s, q, heed):
+        if not a.tokens or not usable_answer(io.decode(a.tokens), s, q, negations=heed):
             continue
         if kind == "statement" and options.answer_one_sentence:
-            a = through_sentence_stating(io, a, grounding_words(io.decode(a.tokens), s, q, heed))
+            a = through_sentence_stating(io, a, grounding_words(io.decode(a.tokens), s, q,
+                                                                negations=heed))
         examples.append(Example(kind, q, m, a, s))
     return examples
 
@@ -389,7 +393,7 @@ def restated_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
                   for q in prompts.RECALL_PROMPTS if said]
     out = []
     for kind, question, view, source, said in asked:
-        if not usable_answer(said, source, question):
+        if not usable_answer(said, source, question, negations=options.heed_negations):
             continue
         ids, end = capped(io, said, 2 * options.max_answer_tokens)
         scored = forced_answer(io, view, ids + ([end] if end is not None else []),
@@ -431,8 +435,9 @@ def quote_biases(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str, 
         return None
     out: list[QuoteBias | None] = []
     for kind, question, source in meta:
-        wanted = (source_words(source, options.heed_negations) - content_words(question)
-                  if kind == "statement" else ())
+        # With heed_negations, not the words the statement says are not so.
+        said = stated_words(source) if options.heed_negations else content_words(source)
+        wanted = said - content_words(question) if kind == "statement" else ()
         words = {source[a:b] for a, b in word_spans(source, wanted)}
         out.append(QuoteBias(spellings(io.text_ids, words), options.quote_bias)
                    if words else None)

@@ -2,18 +2,23 @@
 
 Earlier nights hold what they learned in place: tonight anchors their stored probes
 (selfstudy.earlier_anchors) and the gate rejects a night that makes them less likely
-(gate.check). A probe whose question or answer says what the user now says is not so
-("What do I eat?" -> "I'm a vegetarian, so...") would hold the old fact against the
-new one, and guard it: on dev-week's night 5 the model went on answering "vegetarian"
+(gate.check). A probe whose answer says what the user now says is not so ("What do I
+eat?" -> "I'm a vegetarian, so...") would hold the old fact against the new one, and
+guard it: on dev-week's night 5 the model went on answering "vegetarian"
 (bench/RESULTS.md, twenty-sixth round). Such a probe is *superseded*: tonight neither
 holds nor guards it, and the journal retires it when the night is kept
 (Journal.accept_expert), so later nights do not hold it either. Dreaming, when on,
 neither writes dreams from it nor replays earlier dreams that say a taken-back word.
 
 What counts as taken back is what a statement negates ("not X", "no X", "don't X":
-words.negated_words) and no statement of tonight says. Words, not meaning: "I'm not
-a nurse any more" supersedes a probe answered "You're a nurse"; "I never liked
-Rotterdam" one about the sister who lives there, which costs one anchor.
+words.polarity) and no statement of tonight says. Words, not meaning: "I'm not a
+nurse any more" supersedes a probe answered "You're a nurse", but so does "I don't
+drink alcohol" one answered "Your favourite drink is a flat white", and "I never liked
+Rotterdam" one about the sister who lives there: each costs that probe its place
+among the anchors and the gate's checks, for good (until the night that took it back
+is rolled back or forgotten). A change said without a negation ("I moved to Leeds")
+supersedes nothing. Only a nightly sleep takes back: a rebuild after `forget`
+relearns old conversations, which must not retire what later nights learned.
 """
 
 from __future__ import annotations
@@ -31,11 +36,15 @@ def taken_back(statements: Iterable[str]) -> set[str]:
 
 
 def says_any(text: str, words: Collection[str]) -> bool:
-    """Does `text` say one of `words` (content words, lowercase)?"""
-    return bool(words) and bool(content_words(text) & set(words))
+    """Does `text` say one of `words` (content words, lowercase) is so?"""
+    return bool(words) and bool(stated_words(text) & set(words))
 
 
 def superseded(probes: Sequence[tuple[str, str]], words: Collection[str]
                ) -> list[tuple[str, str]]:
-    """The (question, answer) probes that say one of `words`, in their order."""
-    return [p for p in probes if says_any(f"{p[0]} {p[1]}", words)]
+    """The (question, answer) probes whose answer says one of `words` is so ("You're
+    a vegetarian"; not "You're pescatarian, not vegetarian"), or, for an answer of
+    no content words ("Yes."), whose question does; in their order."""
+    words = set(words)
+    return [(q, a) for q, a in probes
+            if words & (stated_words(a) if content_words(a) else content_words(q))]

@@ -46,36 +46,67 @@ def content_words(text: str) -> set[str]:
 
 
 # Words that say what follows is not so ("not vegetarian", "no meat", "I don't eat
-# fish", "never again") and what ends their reach: the clause.
-_NEGATORS = frozenset("not no never nor without".split())
-_CLAUSE_END = re.compile(r"[,.;:!?()\"]|\s[-\u2013\u2014]\s")
-_CLAUSE_JOINERS = frozenset("but so because though although while which who and".split())
+# fish", "never again"; typed without the apostrophe too) and what ends their reach:
+# the clause. A question ("Don't you remember Biscuit?") asserts nothing.
+_NEGATORS = frozenset("""
+not no never nor neither without dont doesnt didnt cant wont isnt arent wasnt werent
+havent hasnt hadnt wouldnt shouldnt couldnt
+""".split())
+_CLAUSE_END = re.compile(r"[,.;:!?\n\u2013\u2014]|\s-\s")
+_CLAUSE_JOINERS = frozenset(
+    "but so because though although while which who whom that if when since as yet and"
+    .split())
+# "not only a nurse but also...", "not just Biscuit": what follows is still so.
+_NOT_ONLY = frozenset("only just merely simply".split())
+# "No, ..." / "No I'm vegetarian": an interjection before a pronoun, not a negator.
+_PRONOUNS = frozenset("i i'm i've i'll i'd you we he she they it my his her our their".split())
+# A negator covers the next two content words of its clause ("no meat or fish", "don't
+# live in Sheffield"): further on, a clause without punctuation has usually moved on
+# ("I'm not vegetarian anymore I eat fish now", "if I don't call Elena she gets upset").
+NEGATION_REACH = 2
+_SENTENCE = re.compile(r"[^.!?\n]*[.!?\n]*")
+
+
+def polarity(text: str) -> tuple[set[str], set[str]]:
+    """(stated, negated): the content words `text` says somewhere outside, and those
+    it says only inside, the reach of a negator ("not", "no", "never", a "n't"
+    contraction: the next NEGATION_REACH content words of its clause). "I'm pescatarian now, not vegetarian"
+    -> ({"pescatarian"}, {"vegetarian"}); "I wasn't born in Leeds, I was born in York"
+    -> ({"born", "york"}, {"leeds"}). Questions count as neither."""
+    stated: set[str] = set()
+    negated: set[str] = set()
+    for sentence in _SENTENCE.findall(text.lower().replace("\u2019", "'")):
+        if sentence.rstrip().endswith("?"):
+            continue
+        for clause in _CLAUSE_END.split(sentence):
+            words = _WORD.findall(clause)
+            reach = 0  # content words the last negator still covers
+            for i, w in enumerate(words):
+                word, _, suffix = w.partition("'")
+                after = words[i + 1] if i + 1 < len(words) else ""
+                if word in _CLAUSE_JOINERS:
+                    reach = 0
+                elif ((word in _NEGATORS or (suffix == "t" and word.endswith("n")))
+                      and after not in _NOT_ONLY
+                      and not (word == "no" and (i == 0 and after in _PRONOUNS or not after))):
+                    reach = NEGATION_REACH
+                elif content_words(w):
+                    (negated if reach else stated).update(content_words(w))
+                    reach = max(reach - 1, 0)
+    return stated, negated - stated
 
 
 def negated_words(text: str) -> set[str]:
-    """The content words `text` says are not so: those after a negator ("not",
-    "no", "never", a "n't" contraction) up to the end of its clause. "I'm
-    pescatarian now, not vegetarian" -> {"vegetarian"}; "no meat or fish please" ->
-    {"meat", "fish"}. A small teacher told the first quotes "vegetarian" as readily
-    as "pescatarian", and an earlier night's answer "I'm a vegetarian" is what the
-    user took back (sleep/updates.py)."""
-    out: set[str] = set()
-    for clause in _CLAUSE_END.split(text.lower().replace("\u2019", "'")):
-        negating = False
-        for w in _WORD.findall(clause):
-            word, _, suffix = w.partition("'")
-            if word in _CLAUSE_JOINERS:
-                negating = False
-            elif word in _NEGATORS or suffix == "t" and word.endswith("n"):
-                negating = True
-            elif negating:
-                out |= content_words(w)
-    return out
+    """The content words `text` says only are not so (polarity). A small teacher
+    told "I'm pescatarian now, not vegetarian" quotes "vegetarian" as readily as
+    "pescatarian", and an earlier night's answer "I'm a vegetarian" is what the user
+    took back (sleep/updates.py)."""
+    return polarity(text)[1]
 
 
 def stated_words(text: str) -> set[str]:
-    """The content words `text` says are so: its content words but the negated ones."""
-    return content_words(text) - negated_words(text)
+    """The content words `text` says are so somewhere (polarity)."""
+    return polarity(text)[0]
 
 
 def word_spans(text: str, words: set[str]) -> list[tuple[int, int]]:

@@ -131,7 +131,8 @@ def write_dreams(io: ModelIO, teacher, episode: Episode, arms: list[str],
     dreams, seen = [], set()
     for (arm, x, (request, quoted)), answer in zip(asked, answers):
         text = io.decode(answer.tokens).strip()
-        if not answer.tokens or not selfstudy.usable_answer(text, x.statement, request):
+        if not answer.tokens or not selfstudy.usable_answer(
+                text, x.statement, request, negations=teacher.options.heed_negations):
             continue
         if arm.startswith("update/"):
             text = dated(prompts.DREAM_UPDATE_PREFIX.format(date=_date_of(episode, x)), text)
