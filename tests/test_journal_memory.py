@@ -48,23 +48,33 @@ def test_probes_name_the_conversation_they_were_written_from(journal):
     assert journal.expert_sources([eid, old]) == [dog, cat]
 
 
-def test_a_kept_night_retires_the_worn_probes_it_took_back(journal):
-    """accept_expert(superseded=...): the worn experts' held-out and rehearsal probes
-    with that question and answer become kind "superseded", in the night's own
-    transaction; tonight's probes with the same text are new and stay."""
+def test_a_kept_night_takes_back_the_worn_probes_while_its_conversation_is_learned(journal):
+    """accept_expert(taken_back=...) (m008; sleep/updates.py): the worn experts'
+    probes with that question and answer are no longer held (listed, consolidated,
+    rebuilt on) while the conversation that took them back is learned; a
+    consolidation keeps them taken back, and forgetting that conversation brings
+    them back. Tonight's own probes with the same text are new, and held."""
     eid, (dog,) = night(journal, "dog")
-    rehearsal_sid = journal.begin_sleep()
-    journal.accept_expert(rehearsal_sid, "nightly", "r", {}, [],
+    sid = journal.begin_sleep()
+    journal.accept_expert(sid, "nightly", "r", {}, [],
                           [("Who is my dog?", "Rex", dog, "rehearsal"),
                            ("Where does my dog sleep?", "Rex sleeps inside", dog)], {})
-    sid = journal.begin_sleep()
-    new = journal.accept_expert(sid, "nightly", "n", {}, [], [("Who is my dog?", "Rex")], {},
-                                superseded=[("Who is my dog?", "Rex")])
-    kinds = [(r["expert_id"], r["kind"]) for r in journal.db.query(
-        "SELECT expert_id, kind FROM probes WHERE question = 'Who is my dog?' ORDER BY id")]
-    assert kinds == [(eid, "superseded"), (eid + 1, "superseded"), (new, "heldout")]
-    assert journal.active_probes(("heldout", "rehearsal")) == [
-        ("Where does my dog sleep?", "Rex sleeps inside"), ("Who is my dog?", "Rex")]
+    assert journal.active_probes() == [("Who is my dog?", "Rex"),
+                                       ("Where does my dog sleep?", "Rex sleeps inside")]
+    update = journal.log_conversation([{"role": "user", "content": "My dog is not Rex."}])
+    new = journal.accept_expert(journal.begin_sleep(), "nightly", "n", {}, [update],
+                                [("Who is my dog?", "Rex", update)], {},
+                                taken_back=[("Who is my dog?", "Rex", update)])
+    held = [("Where does my dog sleep?", "Rex sleeps inside"), ("Who is my dog?", "Rex")]
+    assert journal.active_probes(("heldout", "rehearsal")) == held
+    assert [p["expert_id"] for p in journal.expert_probes([eid, new])] == [new]
+    w = journal.accept_consolidation(journal.begin_sleep("consolidation"), "weekly", "w", {},
+                                     [eid, eid + 1, new], [], {})
+    assert journal.active_probes(("heldout", "rehearsal")) == held
+    assert [p["expert_id"] for p in journal.expert_probes([w])] == [w, w]
+    journal.forget(update)  # the take-back is forgotten: the old answers count again
+    assert journal.active_probes(("heldout", "rehearsal")) == [  # night 1's, the rehearsal's
+        ("Who is my dog?", "Rex"), ("Who is my dog?", "Rex"), held[0]]
 
 
 def test_rehearsal_questions_are_kept_apart_from_the_probes_gates_check(journal):

@@ -103,6 +103,7 @@ EXPECTED = {
         ("question", "TEXT", 1, None, 0),
         ("answers", "TEXT", 1, None, 0),
         ("kind", "TEXT", 1, "'heldout'", 0),
+        ("taken_back_in", "INTEGER", 0, None, 0),
     ],
     "models": [
         ("id", "INTEGER", 0, None, 1),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pocketsleep.sleep.options import SleepOptions
-from pocketsleep.sleep.updates import superseded, taken_back
+from pocketsleep.sleep.updates import retractions, superseded, taken_back
 from pocketsleep.sleep.words import negated_words, polarity, stated_words
 
 
@@ -76,6 +76,24 @@ def test_a_basis_heeding_an_episode_leaves_out_what_it_takes_back():
     assert basis.heeding(episode, SleepOptions(heed_negations=False)) is basis
     plain = Basis([], [old, dog])  # no rehearsal questions stored: held is earlier
     assert plain.heeding(episode, SleepOptions()).held == [dog]
+    rebuild = Basis([], [old, dog], record=lambda *a: 0)  # after `forget`
+    assert rebuild.heeding(episode, SleepOptions()) is rebuild
+    assert retractions(heeded.superseded, episode) == [(*old, 7), (*rehearsal, 7)]
+
+
+def test_a_retraction_names_the_conversation_of_the_first_statement_that_took_it_back():
+    from pocketsleep.sleep.episode import Episode
+
+    def said(text):
+        return ({"role": "user", "content": text},)
+
+    episode = Episode((3, 4, 5), (said("My sister Elena lives in Rotterdam now."),
+                                  said("I'm not vegetarian any more, I eat fish."),
+                                  said("No meat, though, and still not vegetarian.")),
+                      ("d",) * 3)
+    probes = [("What do I eat?", "You're vegetarian."), ("Where is Elena?", "In Rotterdam."),
+              ("Do I eat meat?", "Yes, meat.")]
+    assert retractions(probes, episode) == [(*probes[0], 4), (*probes[2], 5)]
 
 
 @pytest.mark.parametrize("answer, expected", [

@@ -186,8 +186,9 @@ def print_report(obj: CliContext, as_json: bool) -> None:
             click.echo(f"  left pending by the budget: {m['deferred']}")
         click.echo(f"  examples: {m.get('examples')}")
         if m.get("superseded"):
-            click.echo(printable(f"  taken back (earlier questions no longer held): "
-                                 f"{'; '.join(m['superseded'])}"))
+            what = ("taken back (earlier questions no longer held)" if last.status == "succeeded"
+                    else "would have taken back, had it been kept")
+            click.echo(printable(f"  {what}: {'; '.join(m['superseded'])}"))
         click.echo("  time: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()))
         d = m.get("distill", {})
         click.echo(f"  distillation: {d.get('steps')} steps, loss "

@@ -305,7 +305,7 @@ class Journal:
                       conversation_ids: Iterable[int], probes: Iterable[tuple],
                       metrics: dict, learned_up_to: int | None = None,
                       rehearsed: Iterable[int] = (),
-                      superseded: Iterable[tuple[str, str]] = ()) -> int:
+                      taken_back: Iterable[tuple[str, str, int]] = ()) -> int:
         """Everything a successful night changes, in one transaction: the expert and
         its provenance (the conversations it learned, and those it `rehearsed`: see
         m007), its probes, the conversations consolidated, the sleep done.
@@ -314,7 +314,8 @@ class Journal:
         grew while it slept (a chat open during "Sleep now") stays pending, so its new
         turns are learned the next night instead of never. A probe is (question,
         answer) or (question, answer, id of the conversation it was written from).
-        `superseded`: earlier probes the night took back (_supersede_probes)."""
+        `taken_back`: (question, answer, conversation) of the earlier probes the night's
+        conversations took back (_take_back_probes)."""
         conversation_ids = list(conversation_ids)
         t = now()
         with self._write():
@@ -331,21 +332,21 @@ class Journal:
                     " WHERE conversation_id = ? AND id > ?)",
                     [cid, cid, 2**62 if learned_up_to is None else learned_up_to])
             self._insert_rehearsed(expert_id, rehearsed, conversation_ids)
-            self._supersede_probes(superseded)
+            self._take_back_probes(taken_back)
             self._insert_probes(expert_id, probes, t)
             self.end_sleep(sleep_id, "succeeded", metrics)
         return expert_id
 
-    def _supersede_probes(self, probes: Iterable[tuple[str, str]]) -> None:
-        """Inside a write: the worn experts' held-out and rehearsal probes with these
-        (question, answer) become kind "superseded": a later statement took them back
-        (sleep/updates.py), so no later night holds or guards them."""
-        for question, answer in probes:
+    def _take_back_probes(self, probes: Iterable[tuple[str, str, int]]) -> None:
+        """Inside a write: the worn experts' probes with these (question, answer) are
+        taken back in that conversation (m008; sleep/updates.py): while it stays
+        learned, no later night holds or guards them."""
+        for question, answer, conversation_id in probes:
             self.db.execute(
-                "UPDATE probes SET kind = 'superseded' WHERE question = ? AND answers = ?"
-                " AND kind IN ('heldout', 'rehearsal') AND expert_id IN"
+                "UPDATE probes SET taken_back_in = ? WHERE question = ? AND answers = ?"
+                f" AND {_HELD} AND expert_id IN"
                 " (SELECT id FROM experts WHERE status = 'active')",
-                [question, json.dumps([answer])])
+                [conversation_id, question, json.dumps([answer])])
 
     def _insert_rehearsed(self, expert_id: int, rehearsed: Iterable[int],
                           learned: Iterable[int]) -> None:
@@ -374,7 +375,8 @@ class Journal:
         these kinds (see _insert_probes), oldest first."""
         rows = self.db.query(
             "SELECT p.question, p.answers FROM probes p JOIN experts e ON e.id = p.expert_id"
-            f" WHERE e.status = 'active' AND p.kind IN ({','.join('?' * len(kinds))})"
+            f" WHERE e.status = 'active' AND {_HELD_P}"
+            f" AND p.kind IN ({','.join('?' * len(kinds))})"
             " ORDER BY p.id", list(kinds))
         return [(r["question"], json.loads(r["answers"])[0]) for r in rows]
 
@@ -387,6 +389,7 @@ class Journal:
             "SELECT p.question, p.answers, p.conversation_id FROM probes p"
             " JOIN experts e ON e.id = p.expert_id JOIN conversations c"
             " ON c.id = p.conversation_id WHERE e.status = 'active' AND c.private = 0"
+            f" AND {_HELD_P}"
             " AND c.status = 'consolidated' ORDER BY p.id")
         return {(r["question"], json.loads(r["answers"])[0]): r["conversation_id"]
                 for r in rows}
@@ -482,13 +485,13 @@ class Journal:
 
     def expert_probes(self, expert_ids: Iterable[int],
                       kinds: Sequence[str] = ("heldout",)) -> list[dict]:
-        """The probes of these kinds (see _insert_probes) these experts stored: id,
-        expert_id, question, answer, conversation_id (None when unknown), kind; oldest
-        first."""
+        """The probes of these kinds (see _insert_probes) these experts stored and
+        still hold (not taken back: m008): id, expert_id, question, answer,
+        conversation_id (None when unknown), kind; oldest first."""
         ids = sorted(set(expert_ids))
         rows = self.db.query(
             "SELECT id, expert_id, question, answers, conversation_id, kind FROM probes"
-            f" WHERE expert_id IN ({','.join('?' * len(ids))})"
+            f" WHERE {_HELD} AND expert_id IN ({','.join('?' * len(ids))})"
             f" AND kind IN ({','.join('?' * len(kinds))}) ORDER BY id", ids + list(kinds))
         return [_probe(r) for r in rows]
 
@@ -598,7 +601,8 @@ class Journal:
         """Inside a write: copy probes to another expert (`only`: those written from
         these conversations)."""
         sql = ("INSERT INTO probes (created_at, conversation_id, expert_id, question, answers,"
-               " kind) SELECT ?, conversation_id, ?, question, answers, kind FROM probes"
+               " kind, taken_back_in) SELECT ?, conversation_id, ?, question, answers, kind,"
+               " taken_back_in FROM probes"
                f" WHERE expert_id IN ({','.join('?' * len(from_ids))})")
         params = [t, to_id, *from_ids]
         if only is not None:
@@ -918,6 +922,13 @@ class Journal:
         if conversation.status == "forgotten":
             raise JournalError(f"conversation {conversation_id} was forgotten")
 
+
+# A probe still held: not taken back in a conversation that is still learned (m008;
+# sleep/updates.py). Rolled back to pending, or forgotten, that conversation takes
+# nothing back any more.
+_HELD = ("(taken_back_in IS NULL OR NOT EXISTS (SELECT 1 FROM conversations t"
+         " WHERE t.id = taken_back_in AND t.status = 'consolidated'))")
+_HELD_P = _HELD.replace("taken_back_in", "p.taken_back_in")
 
 # The ids of the probes derived from conversation :c (see Journal.probes_about).
 _PROBES_ABOUT = (

@@ -310,3 +310,17 @@ def m007_expert_rehearsed(db: Database) -> None:
                     WHERE x.conversation_id = c.id AND y.status != 'pruned'));
         """,
     )
+
+
+@migration
+def m008_probes_taken_back(db: Database) -> None:
+    # The conversation in which the user took back what a probe's answer says ("I'm
+    # pescatarian now, not vegetarian": sleep/updates.py). While that conversation is
+    # learned (consolidated), no night holds the probe in place or guards it; when it
+    # is not (rolled back to pending, forgotten), the probe counts again.
+    _statements(
+        db,
+        """
+        ALTER TABLE probes ADD COLUMN taken_back_in INTEGER REFERENCES conversations(id);
+        """,
+    )

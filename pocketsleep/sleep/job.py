@@ -102,8 +102,9 @@ class Basis:
 
     def heeding(self, episode: Episode, options: SleepOptions) -> "Basis":
         """This basis without the earlier probes `episode` takes back
-        (SleepOptions.heed_negations; sleep/updates.py)."""
-        if not options.heed_negations:
+        (SleepOptions.heed_negations; sleep/updates.py). A rebuild (`record`) relearns
+        old conversations: it takes back nothing that later nights learned."""
+        if not options.heed_negations or self.record is not None:
             return self
         words = frozenset(updates.taken_back(episode.statements()))
         if not words:
@@ -176,8 +177,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
     from .transcript import episode_transcripts
     from .wearing import BareTeacher, ExpertSwitch
 
-    if basis.record is None:  # a rebuild relearns old days: it takes nothing back
-        basis = basis.heeding(episode, options)
+    basis = basis.heeding(episode, options)
     resolved = resolve_model(config.model, paths)
     engine = MlxEngine.load(resolved, paths)
     earlier = ExpertSwitch()
@@ -245,7 +245,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
                 "tonight's episode is kept")
     timings["gate"] = time.perf_counter() - t
     # What the studied statements took back (a budget may have left some for later).
-    retired = updates.superseded(basis.superseded, updates.taken_back(episode.statements()))
+    retired = updates.retractions(basis.superseded, episode)
     metrics = {
         "conversations": list(episode.conversation_ids),
         # Pending conversations the budget left for the next night.
@@ -255,7 +255,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
         "gate": verdict.metrics, "gate_reasons": verdict.reasons,
         "seconds": {k: round(v, 1) for k, v in timings.items()},
         # Earlier probes tonight's statements took back (updates.py).
-        "superseded": [q for q, _ in retired],
+        "superseded": [q for q, _, _ in retired],
         "options": asdict(options),
     }
     if not verdict.passed:
@@ -284,7 +284,7 @@ def learn_episode(paths, config, options, journal, episode, sleep_id, started, p
         expert_id = journal.accept_expert(sleep_id, "nightly", name, config_json,
                                           episode.conversation_ids, probes, metrics,
                                           learned_up_to=episode.last_message_id,
-                                          rehearsed=rehearsed, superseded=retired)
+                                          rehearsed=rehearsed, taken_back=retired)
     checkpoint("sleep.accepted")
     return SleepReport("succeeded", sleep_id, expert_id, list(episode.conversation_ids),
                        metrics=metrics)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Collection, Iterable, Sequence
 
+from .episode import Episode
 from .words import content_words, negated_words, stated_words
 
 
@@ -44,7 +45,27 @@ def superseded(probes: Sequence[tuple[str, str]], words: Collection[str]
                ) -> list[tuple[str, str]]:
     """The (question, answer) probes whose answer says one of `words` is so ("You're
     a vegetarian"; not "You're pescatarian, not vegetarian"), or, for an answer of
-    no content words ("Yes."), whose question does; in their order."""
+    no content words ("Yes."), whose question says it; in their order."""
     words = set(words)
-    return [(q, a) for q, a in probes
-            if words & (stated_words(a) if content_words(a) else content_words(q))]
+    return [p for p in probes if words & _what_it_says(*p)]
+
+
+def retractions(probes: Sequence[tuple[str, str]], episode: Episode
+                ) -> list[tuple[str, str, int]]:
+    """(question, answer, conversation) for each of `probes` that `episode` takes
+    back, the conversation being that of the first statement that does (the journal
+    keeps the probe taken back while that conversation stays learned)."""
+    statements = episode.statements()
+    words = taken_back(statements)
+    out = []
+    for question, answer in probes:
+        said = words & _what_it_says(question, answer)
+        by = next((s for s in statements if negated_words(s) & said), None)
+        cid = episode.conversation_of(by) if by is not None else None
+        if cid is not None:
+            out.append((question, answer, cid))
+    return out
+
+
+def _what_it_says(question: str, answer: str) -> set[str]:
+    return stated_words(answer) if content_words(answer) else content_words(question)
