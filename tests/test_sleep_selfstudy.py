@@ -31,6 +31,7 @@ def test_content_words_drop_stopwords_short_words_and_case():
     assert content_words("I'm sure it's fine, don't worry, you're right, we'll see") == {
         "fine", "worry", "right", "see"}
     assert content_words("Anna's dog") == {"anna", "dog"}
+    assert content_words("I don\u2019t drive Anna\u2019s car") == {"drive", "anna", "car"}
 
 
 @pytest.mark.parametrize("answer, source, question, expected", [

@@ -31,12 +31,17 @@ big news still even ever named called mention mentioned mentions
 """.split())
 
 
+def _straight(text: str) -> str:
+    return text.replace("\u2019", "'")
+
+
 def content_words(text: str) -> set[str]:
     # Fix: contractions ("i'm", "don't", "you're") used to count as content words, so
     # "I'm not sure, I don't know" was grounded in "I'm a nurse". A contraction carries
-    # no fact; a possessive counts as its noun ("anna's" -> "anna").
+    # no fact; a possessive counts as its noun ("anna's" -> "anna"). Typed with a
+    # curly apostrophe too ("don’t" was "don", a content word).
     out = set()
-    for w in _WORD.findall(text.lower()):
+    for w in _WORD.findall(_straight(text.lower())):
         w, _, suffix = w.partition("'")
         if suffix not in ("", "s"):
             continue
@@ -75,7 +80,7 @@ def polarity(text: str) -> tuple[set[str], set[str]]:
     -> ({"born", "york"}, {"leeds"}). Questions count as neither."""
     stated: set[str] = set()
     negated: set[str] = set()
-    for sentence in _SENTENCE.findall(text.lower().replace("\u2019", "'")):
+    for sentence in _SENTENCE.findall(_straight(text.lower())):
         if sentence.rstrip().endswith("?"):
             continue
         for clause in _CLAUSE_END.split(sentence):
