@@ -63,7 +63,8 @@ class Basis:
     # new expert is recorded as rehearsing when it holds the probe in place.
     origins: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     # Earlier probes tonight's episode takes back (sleep/updates.py): left out of
-    # `earlier` and `anchored`, and retired by the journal if the night is kept.
+    # `earlier` and `anchored`; if the night is kept, the journal records them taken
+    # back in the conversation that did (Journal.accept_expert).
     superseded: list[tuple[str, str]] = field(default_factory=list)
     # The words tonight's episode takes back (updates.taken_back).
     taken_back: frozenset[str] = frozenset()

@@ -110,12 +110,13 @@ class SleepOptions:
     # 0.12), 4 and 3 of 15 at the end (5, 4) (bench/RESULTS.md, sixteenth round).
     quote_bias_in_targets: bool = True
     # What the user says is not so ("I'm pescatarian now, not vegetarian", "no meat
-    # or fish": words.negated_words) is neither quoted by the teacher nor makes an
-    # answer grounded, and the earlier nights' probes that say it are neither held
-    # in place nor guarded by the gate, and are retired (sleep/updates.py). Before,
-    # dev-week's night 5 quoted "vegetarian" as readily as "pescatarian" and held the
-    # day-1 answers saying it: the new diet was recalled right after its night on
-    # 2 of 5 seeds, "vegetarian" given instead on 2 (twenty-sixth round).
+    # or fish": words.polarity) is not quoted by the teacher, an answer is grounded
+    # only by words it says the way the user did, and the earlier nights' probes
+    # whose answers say it are neither held in place nor guarded by the gate, nor
+    # by later nights while tonight's conversation stays learned (sleep/updates.py).
+    # Before, dev-week's night 5 quoted "vegetarian" as readily as "pescatarian"
+    # and held the day-1 answers saying it: the new diet was recalled right after
+    # its night on 2 of 5 seeds, "vegetarian" given instead on 2 (twenty-sixth round).
     heed_negations: bool = True
     # Context-aware targets (sleep/contrast.py): each statement and recall answer's
     # top-k targets reshaped towards what reading the day added, (1 + a) log p(with

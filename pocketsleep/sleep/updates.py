@@ -6,8 +6,9 @@ Earlier nights hold what they learned in place: tonight anchors their stored pro
 eat?" -> "I'm a vegetarian, so...") would hold the old fact against the new one, and
 guard it: on dev-week's night 5 the model went on answering "vegetarian"
 (bench/RESULTS.md, twenty-sixth round). Such a probe is *superseded*: tonight neither
-holds nor guards it, and the journal retires it when the night is kept
-(Journal.accept_expert), so later nights do not hold it either. Dreaming, when on,
+holds nor guards it, and when the night is kept the journal records it taken back in
+the conversation that did (Journal.accept_expert), so later nights do not hold it
+either while that conversation stays learned. Dreaming, when on,
 neither writes dreams from it nor replays earlier dreams that say a taken-back word.
 
 What counts as taken back is what a statement negates ("not X", "no X", "don't X":
@@ -15,8 +16,8 @@ words.polarity) and no statement of tonight says. Words, not meaning: "I'm not a
 nurse any more" supersedes a probe answered "You're a nurse", but so does "I don't
 drink alcohol" one answered "Your favourite drink is a flat white", and "I never liked
 Rotterdam" one about the sister who lives there: each costs that probe its place
-among the anchors and the gate's checks, for good (until the night that took it back
-is rolled back or forgotten). A change said without a negation ("I moved to Leeds")
+among the anchors and the gate's checks until the conversation that took it back is
+rolled back or forgotten. A change said without a negation ("I moved to Leeds")
 supersedes nothing. Only a nightly sleep takes back: a rebuild after `forget`
 relearns old conversations, which must not retire what later nights learned.
 """

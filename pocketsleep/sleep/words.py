@@ -75,9 +75,10 @@ _SENTENCE = re.compile(r"[^.!?\n]*[.!?\n]*")
 def polarity(text: str) -> tuple[set[str], set[str]]:
     """(stated, negated): the content words `text` says somewhere outside, and those
     it says only inside, the reach of a negator ("not", "no", "never", a "n't"
-    contraction: the next NEGATION_REACH content words of its clause). "I'm pescatarian now, not vegetarian"
-    -> ({"pescatarian"}, {"vegetarian"}); "I wasn't born in Leeds, I was born in York"
-    -> ({"born", "york"}, {"leeds"}). Questions count as neither."""
+    contraction: the next NEGATION_REACH content words of its clause). "I'm
+    pescatarian now, not vegetarian" -> ({"pescatarian"}, {"vegetarian"}); "I wasn't
+    born in Leeds, I was born in York" -> ({"born", "york"}, {"leeds"}). A sentence
+    that asks ("Can you help me plan meals?") says neither."""
     stated: set[str] = set()
     negated: set[str] = set()
     for sentence in _SENTENCE.findall(_straight(text.lower())):
@@ -95,8 +96,8 @@ def polarity(text: str) -> tuple[set[str], set[str]]:
                       and after not in _NOT_ONLY
                       and not (word == "no" and (i == 0 and after in _PRONOUNS or not after))):
                     reach = NEGATION_REACH
-                elif content_words(w):
-                    (negated if reach else stated).update(content_words(w))
+                elif said := content_words(w):
+                    (negated if reach else stated).update(said)
                     reach = max(reach - 1, 0)
     return stated, negated - stated
 
