@@ -111,7 +111,8 @@ def test_a_night_that_takes_something_back_says_so_and_the_report_lists_it(
     from pocketsleep.sleep.words import stated_words
 
     learnable_self_study(monkeypatch)
-    monkeypatch.setattr(sleep_cli, "SleepOptions", lambda: CLI_DEFAULT.but(heldout_fraction=1.0))
+    monkeypatch.setattr(sleep_cli, "SleepOptions",
+                        lambda: CLI_DEFAULT.but(heldout_fraction=1.0, heed_negations=True))
     log_day(journal)
     assert run(capsys, "sleep", "--no-gate")[0] == 0
     first = journal.active_probes()

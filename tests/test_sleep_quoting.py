@@ -105,7 +105,7 @@ def test_quote_biases_favour_the_statement_words_the_question_lacks():
 def test_quote_biases_leave_out_the_words_the_statement_negates():
     io = WordIO()
     meta = [("statement", "What do I eat?", "I'm pescatarian now, not vegetarian.")]
-    heeded, = quote_biases(io, SleepOptions(quote_bias=2.0), meta)
+    heeded, = quote_biases(io, SleepOptions(quote_bias=2.0, heed_negations=True), meta)
     assert heeded.words == [(io.text_ids(" pescatarian"), io.text_ids("pescatarian"))]
     plain, = quote_biases(io, SleepOptions(quote_bias=2.0, heed_negations=False), meta)
     assert [bare for _, bare in plain.words] == [io.text_ids(w)

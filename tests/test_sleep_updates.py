@@ -68,16 +68,16 @@ def test_a_basis_heeding_an_episode_leaves_out_what_it_takes_back():
     episode = Episode((7,), (({"role": "user", "content":
                                "I'm pescatarian now, not vegetarian any more."},),), ("d",))
     basis = Basis([], [old, dog], anchored=[old, dog, rehearsal])
-    heeded = basis.heeding(episode, SleepOptions())
+    heeded = basis.heeding(episode, SleepOptions(heed_negations=True))
     assert heeded.earlier == [dog] and heeded.held == [dog]
     assert heeded.superseded == [old, rehearsal]
     assert heeded.taken_back == {"vegetarian"}
     assert basis.earlier == [old, dog]  # the journal's basis is left as it was
     assert basis.heeding(episode, SleepOptions(heed_negations=False)) is basis
     plain = Basis([], [old, dog])  # no rehearsal questions stored: held is earlier
-    assert plain.heeding(episode, SleepOptions()).held == [dog]
+    assert plain.heeding(episode, SleepOptions(heed_negations=True)).held == [dog]
     rebuild = Basis([], [old, dog], record=lambda *a: 0)  # after `forget`
-    assert rebuild.heeding(episode, SleepOptions()) is rebuild
+    assert rebuild.heeding(episode, SleepOptions(heed_negations=True)) is rebuild
     assert retractions(heeded.superseded, episode) == [(*old, 7), (*rehearsal, 7)]
 
 

@@ -114,10 +114,14 @@ class SleepOptions:
     # only by words it says the way the user did, and the earlier nights' probes
     # whose answers say it are neither held in place nor guarded by the gate, nor
     # by later nights while tonight's conversation stays learned (sleep/updates.py).
-    # Before, dev-week's night 5 quoted "vegetarian" as readily as "pescatarian"
-    # and held the day-1 answers saying it: the new diet was recalled right after
-    # its night on 2 of 5 seeds, "vegetarian" given instead on 2 (twenty-sixth round).
-    heed_negations: bool = True
+    # By default dev-week's night 5 quotes "vegetarian" as readily as "pescatarian"
+    # and holds day-1 answers saying it: the new diet right after its night on 2 of
+    # 5 seeds, "vegetarian" on 2. Off: on, over the same five seeds (bench/RESULTS.md,
+    # twenty-sixth round), the new diet 1/5 and "vegetarian" 2/5 (both on seeds
+    # whose night 5 was rejected), today's recall 0.21 against 0.34, the end of the
+    # week 4.6 against 5.6/15, nights kept 16 against 22 of 25: day 1's "no meat or
+    # fish" and its question changed night 1's set, and the week went another way.
+    heed_negations: bool = False
     # Context-aware targets (sleep/contrast.py): each statement and recall answer's
     # top-k targets reshaped towards what reading the day added, (1 + a) log p(with
     # the day) - a log p(closed-book) over the plausible tokens, the top-k's mass
