@@ -8,8 +8,10 @@ guard it: on dev-week's night 5 the model went on answering "vegetarian"
 (bench/RESULTS.md, twenty-sixth round). Such a probe is *superseded*: tonight neither
 holds nor guards it, and when the night is kept the journal records it taken back in
 the conversation that did (Journal.accept_expert), so later nights do not hold it
-either while that conversation stays learned. Dreaming, when on,
-neither writes dreams from it nor replays earlier dreams that say a taken-back word.
+either while that conversation stays learned. Dreaming, when on, neither writes
+dreams from it nor replays earlier dreams that say a taken-back word. All of this
+is SleepOptions.heed_negations, off by default: on dev-week it recalled the new
+diet no more often and the week less (bench/RESULTS.md, twenty-sixth round).
 
 What counts as taken back is what a statement negates ("not X", "no X", "don't X":
 words.polarity) and no statement of tonight says. Words, not meaning: "I'm not a
