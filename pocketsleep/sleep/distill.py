@@ -61,7 +61,7 @@ class DistillLog:
 
 
 def _offpolicy_items(io: ModelIO, examples: list[Example], fact_weight: float = 1.0,
-                     negations: bool = True):
+                     *, negations: bool):
     return [(io.chat_ids(e.student_messages), e.answer.answer_ids, e.answer.topk_ids,
              e.answer.topk_logprobs,
              fact_token_weights(io, e, fact_weight, negations=negations))
@@ -98,9 +98,11 @@ class OffPolicyBatches:
     def __init__(self, io: ModelIO, train: list[Example], options: SleepOptions,
                  rng: random.Random):
         self.learn = _offpolicy_items(io, [e for e in train if e.kind != "anchor"],
-                                      options.fact_token_weight, options.heed_negations)
+                                      options.fact_token_weight,
+                                      negations=options.heed_negations)
         anchors = [e for e in train if e.kind == "anchor"]
-        marked = list(zip(_offpolicy_items(io, anchors), [e.earlier for e in anchors]))
+        marked = list(zip(_offpolicy_items(io, anchors, negations=options.heed_negations),
+                          [e.earlier for e in anchors]))
         rng.shuffle(self.learn)
         rng.shuffle(marked)  # the same draws as shuffling the items alone
         self.anchor = [item for item, _ in marked]
