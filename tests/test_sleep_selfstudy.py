@@ -460,3 +460,87 @@ def test_rewordings_train_each_question_again_in_new_words_with_rescored_answers
     assert out[0].student_messages == prompts.closed_book("What street will I live on?")
     # Off by default: nothing written, nothing scored.
     assert selfstudy.reworded_examples(io, teacher, train, heldout, SleepOptions(), 0) == []
+
+
+# -- questions about each sentence (SleepOptions.sentence_questions) ---------------------
+
+def test_told_sentences_are_a_messages_sentences_about_the_user():
+    from pocketsleep.sleep.questions import told_sentences
+
+    assert told_sentences("I'm training for a half marathon in May. My best 10k time is "
+                          "52 minutes.") == ["I'm training for a half marathon in May.",
+                                             "My best 10k time is 52 minutes."]
+    # Not a question, not about someone else alone, not a sentence with nothing in it.
+    assert told_sentences("Four days. Can you plan my runs? She lives in Rotterdam. "
+                          "I run with my neighbour Tomasz on Saturdays.") == [
+        "I run with my neighbour Tomasz on Saturdays."]
+    # One sentence: the message's own questions are its questions.
+    assert told_sentences("My car is a green 2014 Honda Jazz and its service is in June.") == []
+    assert told_sentences("") == []
+
+
+def test_sentence_questions_ask_each_sentence_what_its_message_questions_lack(monkeypatch):
+    from pocketsleep.sleep import questions, selfstudy
+
+    conversation = [
+        {"role": "user", "content": "I'm training for a half marathon. My best 10k time is 52 minutes."},
+        {"role": "assistant", "content": "A solid base."},
+        {"role": "user", "content": "My car is a green Honda Jazz."}]
+    race, car = episode_of(conversation).exchanges()
+    asked = {}
+
+    def write_questions(io, statements, n, seed):
+        asked.update(statements=statements, n=n)
+        return [["What race am I training for?", "What am I training for?"],
+                ["What is my best 10k time?"]][:len(statements)]
+
+    monkeypatch.setattr(questions, "write_questions", write_questions)
+    written = [["What race am I training for?"], ["What car do I drive?"]]
+    found = selfstudy.sentence_questions(None, SleepOptions(sentence_questions=2),
+                                         [race, car], written, seed=0)
+    # Only the message of two sentences; each sentence is the questions' source, and a
+    # question its message already asks is not asked again.
+    assert asked == {"statements": ["I'm training for a half marathon.",
+                                    "My best 10k time is 52 minutes."], "n": 2}
+    assert found == [(race, ["What am I training for?"], "I'm training for a half marathon."),
+                     (race, ["What is my best 10k time?"], "My best 10k time is 52 minutes.")]
+    assert selfstudy.sentence_questions(None, SleepOptions(), [race, car], written, 0) == []
+
+
+def test_a_sentence_question_is_answered_from_its_exchange_quoting_and_grounded_in_its_sentence(
+        monkeypatch):
+    from pocketsleep.sleep import questions, selfstudy
+
+    conversation = [
+        {"role": "user", "content": "I'm training for a half marathon. My best 10k time is 52 minutes."},
+        {"role": "assistant", "content": "A solid base."}]
+    episode = episode_of(conversation)
+    race, = episode.exchanges()
+    monkeypatch.setattr(questions, "write_questions", lambda io, statements, n, seed: [
+        ["What is my best 10k time?"] if s.startswith("My best") else [] for s in statements])
+    monkeypatch.setattr(questions, "write_question_lists",
+                        lambda io, statements, n, seed: [[] for _ in statements])
+    quoted = {}
+    monkeypatch.setattr(selfstudy, "quote_biases",
+                        lambda io, options, meta: quoted.setdefault("meta", list(meta)) and None)
+    monkeypatch.setattr(selfstudy, "answer_starts", lambda io, options, meta: None)
+    # Grounded in the sentence: "52 minutes" is; "a half marathon" (the other
+    # sentence) is not.
+    teacher = ScriptedTeacher(["Your best 10k time is 52 minutes.", "A half marathon!"])
+    options = SleepOptions(sentence_questions=1, answers_per_question=2,
+                           quote_bias=3.0, answer_one_sentence=False)
+    monkeypatch.setattr(prompts, "RECALL_PROMPTS", ())
+    kept = selfstudy.episode_examples(ScriptedWriter([]), teacher, episode, options, seed=0)
+    (views, temps), = teacher.calls
+    # The whole exchange in view, as for its message's questions.
+    assert views == [selfstudy.teacher_views(race, "What is my best 10k time?")[0]] * 2
+    assert temps == [0.0, 0.7]
+    assert quoted["meta"] == [("statement", "What is my best 10k time?",
+                               "My best 10k time is 52 minutes.")] * 2
+    assert [(e.question, e.answer.tokens[0], e.statement) for e in kept] == [
+        ("What is my best 10k time?", "Your best 10k time is 52 minutes.",
+         "My best 10k time is 52 minutes.")]
+    # Its probes find their conversation by the sentence.
+    assert episode.conversation_of("My best 10k time is 52 minutes.") == 1
+    assert episode.conversation_of(race.statement) == 1
+    assert episode.conversation_of("My dog is called Rex.") is None

@@ -99,13 +99,16 @@ class Episode:
         return out
 
     def conversation_of(self, statement: str | None) -> int | None:
-        """The conversation in which the user said `statement` (probes keep it, so
-        that `forget` finds the probes written from a conversation)."""
-        for cid, conversation in zip(self.conversation_ids, self.conversations):
-            if any(m["role"] == "user" and m["content"].strip() == statement
-                   for m in conversation):
-                return cid
-        return None
+        """The conversation in which the user said `statement`, a message or a
+        sentence of one (probes keep it, so that `forget` finds the probes written
+        from a conversation)."""
+        if not statement:
+            return None
+        said = [(cid, m["content"].strip()) for cid, conversation
+                in zip(self.conversation_ids, self.conversations)
+                for m in conversation if m["role"] == "user"]
+        return next((cid for cid, text in said if text == statement),
+                    next((cid for cid, text in said if statement in text), None))
 
     def statements(self) -> list[str]:
         return [x.statement for x in self.exchanges()]

@@ -52,6 +52,13 @@ class SleepOptions:
     # three nights, general probes 3/6: RESULTS, ninth round.)
     question_lists: int = 0
     max_questions_per_statement: int = 8
+    # Up to this many more questions (QUESTION_WRITER, greedy then sampled) about
+    # each sentence of a message of several that tells something about the user
+    # (questions.told_sentences: "My best 10k time is 52 minutes."), that sentence
+    # being what the teacher quotes and its answers are grounded in
+    # (selfstudy.sentence_questions). Asked about the whole message, the writer asks
+    # about its first fact or mixes two. 0 = off.
+    sentence_questions: int = 0
     # Each training statement question asked again in up to this many other words
     # (prompts.QUESTION_REWORDER, greedy then sampled; selfstudy.reworded_examples),
     # each answered with one of the question's teacher answers re-scored by the

@@ -9,7 +9,9 @@ import re
 from typing import TYPE_CHECKING
 
 from .. import prompts
+from .restate import sentences
 from .sampling import generate_batch
+from .words import content_words
 
 if TYPE_CHECKING:
     from .selfstudy import ModelIO
@@ -25,6 +27,22 @@ def usable_question(question: str, kept: list[str]) -> bool:
     """A new question, about the user, that looks like one."""
     return bool(_QUESTION.match(question) and _ABOUT_USER.search(question)
                 and question not in kept)
+
+
+# A sentence worth its own questions says this much (not "Four days." or "Hi!").
+MIN_SENTENCE_WORDS = 2
+
+
+def told_sentences(statement: str) -> list[str]:
+    """The sentences of a statement of several that each say something about the
+    user: not questions, with a first-person word and a few content words ("I run with
+    my neighbour Tomasz on Saturdays."). [] for a statement of one sentence, whose
+    questions are the statement's own."""
+    parts = sentences(statement)
+    if len(parts) < 2:
+        return []
+    return [s for s in parts if not s.endswith("?") and _ABOUT_USER.search(s)
+            and len(content_words(s)) >= MIN_SENTENCE_WORDS]
 
 
 def completions(io: ModelIO, texts: list[str], per_text: int, max_tokens: int,
