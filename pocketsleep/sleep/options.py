@@ -57,7 +57,11 @@ class SleepOptions:
     # (questions.told_sentences: "My best 10k time is 52 minutes."), that sentence
     # being what the teacher quotes and its answers are grounded in
     # (selfstudy.sentence_questions). Asked about the whole message, the writer asks
-    # about its first fact or mixes two. 0 = off.
+    # about its first fact or mixes two. 0 = off: with 2, on dev-week over five seeds
+    # (bench/RESULTS.md, twenty-seventh round), today's recall 0.34 -> 0.39 (per
+    # seed -0.30, +0.31, +0.30, -0.07, +0.02), the end of the week 5.6 -> 5.2/15,
+    # general 4.8 -> 5.0/6, nights kept 22 -> 22 of 25; the facts it aimed at (the
+    # 10k time, the Saturday runner) still 0/5 right after their night.
     sentence_questions: int = 0
     # Each training statement question asked again in up to this many other words
     # (prompts.QUESTION_REWORDER, greedy then sampled; selfstudy.reworded_examples),
