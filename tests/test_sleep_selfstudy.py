@@ -480,7 +480,7 @@ def test_told_sentences_are_a_messages_sentences_about_the_user():
 
 
 def test_sentence_questions_ask_each_sentence_what_its_message_questions_lack(monkeypatch):
-    from pocketsleep.sleep import questions, selfstudy
+    from pocketsleep.sleep import questions
 
     conversation = [
         {"role": "user", "content": "I'm training for a half marathon. My best 10k time is 52 minutes."},
@@ -496,15 +496,15 @@ def test_sentence_questions_ask_each_sentence_what_its_message_questions_lack(mo
 
     monkeypatch.setattr(questions, "write_questions", write_questions)
     written = [["What race am I training for?"], ["What car do I drive?"]]
-    found = selfstudy.sentence_questions(None, SleepOptions(sentence_questions=2),
-                                         [race, car], written, seed=0)
+    statements = [race.statement, car.statement]
+    found = questions.write_sentence_questions(None, statements, written, n=2, seed=0)
     # Only the message of two sentences; each sentence is the questions' source, and a
     # question its message already asks is not asked again.
     assert asked == {"statements": ["I'm training for a half marathon.",
                                     "My best 10k time is 52 minutes."], "n": 2}
-    assert found == [(race, ["What am I training for?"], "I'm training for a half marathon."),
-                     (race, ["What is my best 10k time?"], "My best 10k time is 52 minutes.")]
-    assert selfstudy.sentence_questions(None, SleepOptions(), [race, car], written, 0) == []
+    assert found == [(0, ["What am I training for?"], "I'm training for a half marathon."),
+                     (0, ["What is my best 10k time?"], "My best 10k time is 52 minutes.")]
+    assert questions.write_sentence_questions(None, statements, written, n=0, seed=0) == []
 
 
 def test_a_sentence_question_is_answered_from_its_exchange_quoting_and_grounded_in_its_sentence(

@@ -56,7 +56,7 @@ class SleepOptions:
     # each sentence of a message of several that tells something about the user
     # (questions.told_sentences: "My best 10k time is 52 minutes."), that sentence
     # being what the teacher quotes and its answers are grounded in
-    # (selfstudy.sentence_questions). Asked about the whole message, the writer asks
+    # (questions.write_sentence_questions). Asked about the whole message, the writer asks
     # about its first fact or mixes two. 0 = off: with 2, on dev-week over five seeds
     # (bench/RESULTS.md, twenty-seventh round), today's recall 0.34 -> 0.39 (per
     # seed -0.30, +0.31, +0.30, -0.07, +0.02), the end of the week 5.6 -> 5.2/15,

@@ -72,6 +72,24 @@ def write_questions(io: ModelIO, statements: list[str], n: int, seed: int) -> li
     return found
 
 
+def write_sentence_questions(io: ModelIO, statements: list[str], asked: list[list[str]],
+                             n: int, seed: int) -> list[tuple[int, list[str], str]]:
+    """(statement index, questions, sentence) for each of told_sentences of each
+    statement: up to `n` questions about the sentence alone (QUESTION_WRITER), less
+    those its statement's questions (`asked`) already hold; [] when `n` is 0
+    (SleepOptions.sentence_questions). Asked about a whole message, the 135M writer
+    asks about its first fact, or mixes two ("How many minutes is my best half
+    marathon?"); the sentence is then what the teacher quotes and what its answers
+    must be grounded in."""
+    if n <= 0:
+        return []
+    parts = [(i, s) for i, statement in enumerate(statements)
+             for s in told_sentences(statement)]
+    found = write_questions(io, [s for _, s in parts], n, seed)
+    return [(i, [q for q in qs if q not in asked[i]], s)
+            for (i, s), qs in zip(parts, found)]
+
+
 LIST_MAX_TOKENS = 64
 _LIST_ITEM = re.compile(r"[^?]+\?")
 

@@ -292,7 +292,9 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     # the first until it has `answers_per_question` answers. `source`: what the
     # teacher quotes and an answer must be grounded in.
     sources = [(x, mine, x.statement) for x, mine in zip(exchanges, written)]
-    sources += sentence_questions(io, options, exchanges, written, seed)
+    sources += [(exchanges[i], mine, sentence) for i, mine, sentence
+                in questions.write_sentence_questions(io, statements, written,
+                                                      options.sentence_questions, seed)]
     asked, temps, meta = [], [], []
     for x, mine, source in sources:
         for q in mine:
@@ -317,26 +319,6 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     examples = plain_targets(io, teacher, options, examples)
     examples += restated_examples(io, teacher, options, episode, written)
     return contrast.contrasted_examples(io, teacher, options, examples)
-
-
-def sentence_questions(io: ModelIO, options: SleepOptions, exchanges: list[Exchange],
-                       written: list[list[str]], seed: int
-                       ) -> list[tuple[Exchange, list[str], str]]:
-    """(exchange, questions, sentence) for each sentence of a statement of several
-    that tells something about the user (questions.told_sentences), with up to
-    SleepOptions.sentence_questions questions of its own that the statement's
-    questions lack. The sentence is their source: the teacher, still reading the
-    whole exchange, quotes that sentence's words, and its answers are grounded in
-    them. Asked about a whole message, the 135M writer asks about its first fact,
-    or mixes two ("How many minutes is my best half marathon?")."""
-    if options.sentence_questions <= 0:
-        return []
-    parts = [(x, mine, s) for x, mine in zip(exchanges, written)
-             for s in questions.told_sentences(x.statement)]
-    found = questions.write_questions(io, [s for _, _, s in parts],
-                                      options.sentence_questions, seed)
-    return [(x, [q for q in qs if q not in mine], s)
-            for (x, mine, s), qs in zip(parts, found)]
 
 
 def usable_examples(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str, str]],
