@@ -544,3 +544,46 @@ def test_a_sentence_question_is_answered_from_its_exchange_quoting_and_grounded_
     assert episode.conversation_of("My best 10k time is 52 minutes.") == 1
     assert episode.conversation_of(race.statement) == 1
     assert episode.conversation_of("My dog is called Rex.") is None
+
+
+def test_rule_questions_are_asked_of_their_sentence_unless_already_written(monkeypatch):
+    from pocketsleep.sleep import questions, selfstudy
+
+    conversation = [
+        {"role": "user", "content": "My sister Elena is visiting next month."},
+        {"role": "assistant", "content": "How lovely."},
+        {"role": "user", "content": "She lives in Rotterdam. I'm knitting her a scarf."},
+        {"role": "assistant", "content": "A warm gift."}]
+    episode = episode_of(conversation)
+    visit, gift = episode.exchanges()
+    written = [["What is my sister's name?"], []]
+    # The sister is named in the earlier message; the written question is not asked twice.
+    assert selfstudy.ruled_sources([visit, gift], written) == [
+        (gift, ["Where does my sister live?"], "She lives in Rotterdam."),
+        (gift, ["What am I knitting?"], "I'm knitting her a scarf.")]
+
+    monkeypatch.setattr(questions, "write_questions",
+                        lambda io, statements, n, seed: [[] for _ in statements])
+    monkeypatch.setattr(questions, "write_question_lists",
+                        lambda io, statements, n, seed: [[] for _ in statements])
+    quoted = {}
+    monkeypatch.setattr(selfstudy, "quote_biases",
+                        lambda io, options, meta: quoted.update(meta=list(meta)))
+    monkeypatch.setattr(selfstudy, "answer_starts", lambda io, options, meta: None)
+    monkeypatch.setattr(prompts, "RECALL_PROMPTS", ())
+    options = SleepOptions(answers_per_question=1, answer_one_sentence=False)
+    teacher = ScriptedTeacher(["Your sister is Elena.", "Your sister lives in Rotterdam.",
+                               "A scarf for your sister."])
+    # Off by default: nothing written, nothing asked.
+    assert selfstudy.episode_examples(ScriptedWriter([]), teacher, episode, options, 0) == []
+    kept = selfstudy.episode_examples(ScriptedWriter([]), teacher, episode,
+                                      options.but(rule_questions=True), 0)
+    assert quoted["meta"] == [
+        ("statement", "What is my sister's name?", "My sister Elena is visiting next month."),
+        ("statement", "Where does my sister live?", "She lives in Rotterdam."),
+        ("statement", "What am I knitting?", "I'm knitting her a scarf.")]
+    # Each answer must be grounded in its sentence.
+    assert [(e.question, e.answer.tokens[0]) for e in kept] == [
+        ("What is my sister's name?", "Your sister is Elena."),
+        ("Where does my sister live?", "Your sister lives in Rotterdam."),
+        ("What am I knitting?", "A scarf for your sister.")]

@@ -63,6 +63,11 @@ class SleepOptions:
     # general 4.8 -> 5.0/6, nights kept 22 -> 22 of 25; the facts it aimed at (the
     # 10k time, the Saturday runner) still 0/5 right after their night.
     sentence_questions: int = 0
+    # Also ask the questions fixed rules make of the user's first-person sentences
+    # (question_rules: "My best 10k time is 52 minutes." -> "What is my best 10k
+    # time?"), each sentence being what the teacher quotes and its answers are
+    # grounded in. The 135M writer seldom asks what a sentence says.
+    rule_questions: bool = False
     # Each training statement question asked again in up to this many other words
     # (prompts.QUESTION_REWORDER, greedy then sampled; selfstudy.reworded_examples),
     # each answered with one of the question's teacher answers re-scored by the

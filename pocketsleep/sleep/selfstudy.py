@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .. import control_tokens, prompts
-from . import contrast, questions
+from . import contrast, question_rules, questions
 from .episode import Episode, Exchange
 from .objective import NEG
 from .options import SleepOptions
@@ -295,6 +295,8 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     sources += [(exchanges[i], mine, sentence) for i, mine, sentence
                 in questions.write_sentence_questions(io, statements, written,
                                                       options.sentence_questions, seed)]
+    if options.rule_questions:
+        sources += ruled_sources(exchanges, written)
     asked, temps, meta = [], [], []
     for x, mine, source in sources:
         for q in mine:
@@ -319,6 +321,21 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     examples = plain_targets(io, teacher, options, examples)
     examples += restated_examples(io, teacher, options, episode, written)
     return contrast.contrasted_examples(io, teacher, options, examples)
+
+
+def ruled_sources(exchanges: list[Exchange], written: list[list[str]]
+                  ) -> list[tuple[Exchange, list[str], str]]:
+    """(exchange, questions, sentence) for the questions question_rules asks of each
+    statement's sentences that its written questions lack."""
+    out = []
+    for x, mine in zip(exchanges, written):
+        earlier = " ".join(m["content"] for m in x.context[:-1]
+                           if m["role"] == "user" and m["content"].strip() != x.statement)
+        for sentence, ruled in question_rules.rule_questions(x.statement, earlier):
+            new = [q for q in ruled if questions.usable_question(q, mine)]
+            if new:
+                out.append((x, new, sentence))
+    return out
 
 
 def usable_examples(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str, str]],
