@@ -68,6 +68,10 @@ class SleepOptions:
     # time?"), each sentence being what the teacher quotes and its answers are
     # grounded in. The 135M writer seldom asks what a sentence says.
     rule_questions: bool = False
+    # One more answer to each rule question: the clause it was asked of said back to
+    # the user ("Your best 10k time is 52 minutes."; selfstudy.said_back_examples),
+    # scored by the teacher reading the exchange. Needs rule_questions.
+    rule_answers: bool = False
     # Each training statement question asked again in up to this many other words
     # (prompts.QUESTION_REWORDER, greedy then sampled; selfstudy.reworded_examples),
     # each answered with one of the question's teacher answers re-scored by the

@@ -59,7 +59,7 @@ _I_AM = r"\bI(?:'m|’m| am)"
 _POSSESSIVE_BE = re.compile(
     r"\bmy ((?:[\w'-]+ ){0,3}?[\w'-]+) (is|are|was|were|will be) (?!\w+ing\b)\S", re.I)
 _APPOSITIVE = re.compile(r"\b[Mm]y ([a-z]+) ([A-Z][a-z]+)\b")
-_THEY_DO_PREP = re.compile(rf"\b[Mm]y ([a-z]+) ([a-z]+s) ({_PREPS})\b(.*)")
+_THEY_DO_PREP = re.compile(rf"\b[Mm]y ([a-z]+) (?:[A-Z][a-z]+ )?([a-z]+s) ({_PREPS})\b(.*)")
 # Who "he", "she" and "his", "her" are: the last person or pet the user named ("my
 # sister Elena", "I just adopted a dog").
 _REFERENT = re.compile(r"\b(?:[Mm]y|a|an) ([a-z]+)\b")
@@ -92,7 +92,10 @@ def clause_questions(clause: str) -> list[str]:
     found = []
     for m in _POSSESSIVE_BE.finditer(clause):
         thing, be = m.group(1), m.group(2).lower()
-        found.append(f"What will my {thing} be?" if be == "will be" else f"What {be} my {thing}?")
+        if re.match(r"(?:called|named) ", clause[m.end() - 1:]):
+            found.append(f"What {be} my {thing} called?")
+        else:
+            found.append(f"What will my {thing} be?" if be == "will be" else f"What {be} my {thing}?")
     for m in _APPOSITIVE.finditer(clause):
         if m.group(1).lower() in RELATIONS:
             found.append(f"What is my {m.group(1)}'s name?")
@@ -153,21 +156,20 @@ def resolved(clause: str, referent: str | None) -> str:
     return f"my {referent}{be} " + clause[m.end():]
 
 
-def rule_questions(statement: str, earlier: str = "") -> list[tuple[str, list[str]]]:
-    """(sentence, the questions the rules ask of its clauses) for each sentence of the
-    statement that gets any, each question once. `earlier`: what the user said before
+def rule_questions(statement: str, earlier: str = "") -> list[tuple[str, str, str]]:
+    """(sentence, clause, question) for each question the rules ask of the statement,
+    each once, in order; the clause as the rules read it, a leading pronoun said as
+    who it is ("my sister lives in Rotterdam"). `earlier`: what the user said before
     in the conversation, where "she" may have been named."""
-    out: list[tuple[str, list[str]]] = []
+    out: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     referent = last_referent(earlier)
     for sentence in sentences(statement):
-        mine = []
         for clause in clauses(sentence):
-            for q in clause_questions(resolved(clause, referent)):
+            read = resolved(clause, referent)
+            for q in clause_questions(read):
                 if q not in seen:
                     seen.add(q)
-                    mine.append(q)
+                    out.append((sentence, read, q))
             referent = last_referent(clause) or referent
-        if mine:
-            out.append((sentence, mine))
     return out

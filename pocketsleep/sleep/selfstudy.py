@@ -27,7 +27,7 @@ from .episode import Episode, Exchange
 from .objective import NEG
 from .options import SleepOptions
 from .quoting import QuoteBias, spellings
-from .restate import restated, sentences
+from .restate import restated, second_person, sentences
 from .sampling import Generated, generate_batch
 from .words import content_words, polarity, stated_words, token_positions, word_spans
 
@@ -295,8 +295,8 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     sources += [(exchanges[i], mine, sentence) for i, mine, sentence
                 in questions.write_sentence_questions(io, statements, written,
                                                       options.sentence_questions, seed)]
-    if options.rule_questions:
-        sources += ruled_sources(exchanges, written)
+    ruled = ruled_questions(exchanges, written) if options.rule_questions else []
+    sources += ruled_sources(ruled)
     asked, temps, meta = [], [], []
     for x, mine, source in sources:
         for q in mine:
@@ -320,21 +320,33 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     examples += retried_examples(io, teacher, options, exchanges, written, examples, seed)
     examples = plain_targets(io, teacher, options, examples)
     examples += restated_examples(io, teacher, options, episode, written)
+    examples += said_back_examples(io, teacher, options, ruled)
     return contrast.contrasted_examples(io, teacher, options, examples)
 
 
-def ruled_sources(exchanges: list[Exchange], written: list[list[str]]
-                  ) -> list[tuple[Exchange, list[str], str]]:
-    """(exchange, questions, sentence) for the questions question_rules asks of each
-    statement's sentences that its written questions lack."""
+def ruled_questions(exchanges: list[Exchange], written: list[list[str]]
+                    ) -> list[tuple[Exchange, str, str, str]]:
+    """(exchange, sentence, clause, question) for each question question_rules asks
+    of a statement that its written questions lack."""
     out = []
     for x, mine in zip(exchanges, written):
         earlier = " ".join(m["content"] for m in x.context[:-1]
                            if m["role"] == "user" and m["content"].strip() != x.statement)
-        for sentence, ruled in question_rules.rule_questions(x.statement, earlier):
-            new = [q for q in ruled if questions.usable_question(q, mine)]
-            if new:
-                out.append((x, new, sentence))
+        out += [(x, sentence, clause, q) for sentence, clause, q
+                in question_rules.rule_questions(x.statement, earlier)
+                if questions.usable_question(q, mine)]
+    return out
+
+
+def ruled_sources(ruled: list[tuple[Exchange, str, str, str]]
+                  ) -> list[tuple[Exchange, list[str], str]]:
+    """The rule questions as (exchange, questions, sentence), a sentence's together."""
+    out: list[tuple[Exchange, list[str], str]] = []
+    for x, sentence, _, q in ruled:
+        if out and out[-1][0] is x and out[-1][2] == sentence:
+            out[-1][1].append(q)
+        else:
+            out.append((x, [q], sentence))
     return out
 
 
@@ -413,6 +425,26 @@ def restated_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
         said = " ".join(filter(None, (restated(u, content_words) for u in users)))
         asked += [("recall", q, prompts.teacher_view(turns, q), " ".join(users), said)
                   for q in prompts.RECALL_PROMPTS if said]
+    return said_examples(io, teacher, options, asked)
+
+
+def said_back_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
+                       ruled: list[tuple[Exchange, str, str, str]]) -> list[Example]:
+    """One more answer to each rule question: the clause it was asked of, said back
+    ("What is my best 10k time?" -> "Your best 10k time is 52 minutes."), scored by
+    the teacher reading the exchange (SleepOptions.rule_answers). Unlike a whole
+    message said back (restated_examples), it states the one fact the question asks."""
+    if not options.rule_answers:
+        return []
+    asked = [("statement", q, teacher_views(x, q)[0], sentence, second_person(clause) + ".")
+             for x, sentence, clause, q in ruled]
+    return said_examples(io, teacher, options, asked)
+
+
+def said_examples(io: ModelIO, teacher: "Teacher", options: SleepOptions,
+                  asked: list[tuple[str, str, list[dict], str, str]]) -> list[Example]:
+    """Examples of (kind, question, teacher view, what the user said, said back):
+    each grounded answer said back, its targets the teacher's distribution along it."""
     out = []
     for kind, question, view, source, said in asked:
         if not usable_answer(said, source, question, negations=options.heed_negations):
