@@ -547,7 +547,7 @@ def test_a_sentence_question_is_answered_from_its_exchange_quoting_and_grounded_
 
 
 def test_rule_questions_are_asked_of_their_sentence_unless_already_written(monkeypatch):
-    from pocketsleep.sleep import questions, selfstudy
+    from pocketsleep.sleep import question_rules, questions, selfstudy
 
     conversation = [
         {"role": "user", "content": "My sister Elena is visiting next month."},
@@ -558,7 +558,7 @@ def test_rule_questions_are_asked_of_their_sentence_unless_already_written(monke
     visit, gift = episode.exchanges()
     written = [["What is my sister's name?"], []]
     # The sister is named in the earlier message; the written question is not asked twice.
-    assert selfstudy.ruled_sources(selfstudy.ruled_questions([visit, gift], written)) == [
+    assert question_rules.by_sentence(question_rules.ruled_questions([visit, gift], written)) == [
         (gift, ["Where does my sister live?"], "She lives in Rotterdam."),
         (gift, ["What am I knitting?"], "I'm knitting her a scarf.")]
 

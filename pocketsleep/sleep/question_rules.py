@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+from .episode import Exchange
 from .restate import sentences
 
 _CLAUSE_BREAK = re.compile(r"[,;]?\s+(?:and|so|but|because)\s+|[,;]\s+", re.IGNORECASE)
@@ -37,7 +38,7 @@ RELATIONS = frozenset("""
 _NOT_ATTRIBUTES = frozenset("""
     so not sure sorry just really very also still now here there back fine good ok okay
     glad happy sad tired afraid about going gonna trying thinking wondering looking
-    the a an in on at at with from to of all done ready able excited worried
+    the a an in on at with from to of all done ready able excited worried
 """.split())
 
 # Verbs that are not the main verb after "I" ("I just ...", "I can ..."), and past
@@ -172,4 +173,29 @@ def rule_questions(statement: str, earlier: str = "") -> list[tuple[str, str, st
                     seen.add(q)
                     out.append((sentence, read, q))
             referent = last_referent(clause) or referent
+    return out
+
+
+def ruled_questions(exchanges: list[Exchange], written: list[list[str]]
+                    ) -> list[tuple[Exchange, str, str, str]]:
+    """(exchange, sentence, clause, question) for each question question_rules asks
+    of a statement (SleepOptions.rule_questions) that its written questions lack."""
+    out = []
+    for x, mine in zip(exchanges, written):
+        earlier = " ".join(m["content"] for m in x.context[:-1]
+                           if m["role"] == "user" and m["content"].strip() != x.statement)
+        out += [(x, sentence, clause, q) for sentence, clause, q
+                in rule_questions(x.statement, earlier) if q not in mine]
+    return out
+
+
+def by_sentence(ruled: list[tuple[Exchange, str, str, str]]
+                ) -> list[tuple[Exchange, list[str], str]]:
+    """The rule questions as (exchange, questions, sentence), a sentence's together."""
+    out: list[tuple[Exchange, list[str], str]] = []
+    for x, sentence, _, q in ruled:
+        if out and out[-1][0] is x and out[-1][2] == sentence:
+            out[-1][1].append(q)
+        else:
+            out.append((x, [q], sentence))
     return out

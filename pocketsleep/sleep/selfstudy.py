@@ -295,8 +295,8 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     sources += [(exchanges[i], mine, sentence) for i, mine, sentence
                 in questions.write_sentence_questions(io, statements, written,
                                                       options.sentence_questions, seed)]
-    ruled = ruled_questions(exchanges, written) if options.rule_questions else []
-    sources += ruled_sources(ruled)
+    ruled = question_rules.ruled_questions(exchanges, written) if options.rule_questions else []
+    sources += question_rules.by_sentence(ruled)
     asked, temps, meta = [], [], []
     for x, mine, source in sources:
         for q in mine:
@@ -322,32 +322,6 @@ def episode_examples(io: ModelIO, teacher: "Teacher", episode: Episode, options:
     examples += restated_examples(io, teacher, options, episode, written)
     examples += said_back_examples(io, teacher, options, ruled)
     return contrast.contrasted_examples(io, teacher, options, examples)
-
-
-def ruled_questions(exchanges: list[Exchange], written: list[list[str]]
-                    ) -> list[tuple[Exchange, str, str, str]]:
-    """(exchange, sentence, clause, question) for each question question_rules asks
-    of a statement that its written questions lack."""
-    out = []
-    for x, mine in zip(exchanges, written):
-        earlier = " ".join(m["content"] for m in x.context[:-1]
-                           if m["role"] == "user" and m["content"].strip() != x.statement)
-        out += [(x, sentence, clause, q) for sentence, clause, q
-                in question_rules.rule_questions(x.statement, earlier)
-                if questions.usable_question(q, mine)]
-    return out
-
-
-def ruled_sources(ruled: list[tuple[Exchange, str, str, str]]
-                  ) -> list[tuple[Exchange, list[str], str]]:
-    """The rule questions as (exchange, questions, sentence), a sentence's together."""
-    out: list[tuple[Exchange, list[str], str]] = []
-    for x, sentence, _, q in ruled:
-        if out and out[-1][0] is x and out[-1][2] == sentence:
-            out[-1][1].append(q)
-        else:
-            out.append((x, [q], sentence))
-    return out
 
 
 def usable_examples(io: ModelIO, options: SleepOptions, meta: list[tuple[str, str, str]],
