@@ -57,6 +57,10 @@ def test_questions_come_with_their_sentence_and_clause_each_once():
         ("She lives in Rotterdam.", "my sister lives in Rotterdam", "Where does my sister live?")]
     assert clauses("I work nights, so I eat at 7 pm and sleep at noon.") == [
         "I work nights", "I eat at 7 pm", "sleep at noon"]
+    # Lead-ins say nothing: the clause said back starts at what it tells.
+    assert clauses("Remind me: my car is a Jazz and its service is due in June.") == [
+        "my car is a Jazz", "its service is due in June"]
+    assert clauses("Also I work as a nurse.") == ["I work as a nurse"]
 
 
 # -- in self-study ----------------------------------------------------------------------

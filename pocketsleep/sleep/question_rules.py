@@ -23,6 +23,8 @@ from .episode import Exchange
 from .restate import sentences
 
 _CLAUSE_BREAK = re.compile(r"[,;]?\s+(?:and|so|but|because)\s+|[,;]\s+", re.IGNORECASE)
+# What leads into a clause without saying anything: "Also", "And", "Remind me:".
+_LEAD_IN = re.compile(r"^(?:[^:]{1,20}:\s+|(?:also|and|so|but|then|oh|well|plus)\s+)+", re.I)
 
 # People and pets a user names after "my": "my sister Elena" -> "What is my sister's
 # name?". A closed list, because "my green Honda" has the same shape.
@@ -75,9 +77,10 @@ _DID = re.compile(r"\bI (?:just |recently |finally )?(" + "|".join(_PAST) + r") 
 
 
 def clauses(sentence: str) -> list[str]:
-    """The sentence cut into clauses, without its end punctuation."""
-    return [part.strip() for part in _CLAUSE_BREAK.split(sentence.rstrip(".!?"))
-            if part.strip()]
+    """The sentence cut into clauses, without its end punctuation or lead-ins."""
+    parts = (_LEAD_IN.sub("", part.strip()) for part in
+             _CLAUSE_BREAK.split(sentence.rstrip(".!?")))
+    return [part for part in parts if part]
 
 
 def _names_someone(words: str) -> bool:
