@@ -76,7 +76,7 @@ async def test_while_it_is_forgotten_it_is_hidden_and_cannot_be_opened(journal, 
         assert "will be rebuilt without it (minutes)" in app.screen.question
         assert "runs in the background; you can keep chatting" in app.screen.question
         await pilot.click("#yes")
-        await pilot.pause()
+        await wait_for(pilot, lambda: started)  # a busy machine starts it later
         assert started == [("forget", str(dog), "--yes", "--verbose")]
         assert app.chat.conversation_id is None and listed(app) == [cat]
         assert not await app.chat.open(dog)
@@ -130,7 +130,7 @@ async def test_f8_forgets_from_the_weights_and_the_next_answer_uses_the_new_vers
         assert app.screen.question.startswith("Forget “dog”? Its 3 messages are deleted from "
                                               "the journal for good. Expert night-0001 was trained")
         await pilot.click("#yes")
-        await pilot.pause()
+        await wait_for(pilot, lambda: app.jobs, timeout=30)  # a busy machine starts it later
         [job] = app.jobs
         await wait_for(pilot, lambda: not job.running, timeout=300)
         await pilot.pause()
