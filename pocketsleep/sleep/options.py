@@ -66,11 +66,16 @@ class SleepOptions:
     # Also ask the questions fixed rules make of the user's first-person sentences
     # (question_rules: "My best 10k time is 52 minutes." -> "What is my best 10k
     # time?"), each sentence being what the teacher quotes and its answers are
-    # grounded in. The 135M writer seldom asks what a sentence says.
+    # grounded in. The 135M writer seldom asks what a sentence says. Off: on dev-week
+    # over seeds 0-2 (bench/RESULTS.md, twenty-eighth round), today's recall 0.27 ->
+    # 0.17 (asked in other words, seeds 0-1: 0.39 -> 0.27), nights kept 12 -> 9 of
+    # 15; day 1 better (6 -> 9 of 12), every later night larger and rejected for
+    # earlier nights' probes more often; the 10k time and Saturday runner still 0/3.
     rule_questions: bool = False
     # One more answer to each rule question: the clause it was asked of said back to
     # the user ("Your best 10k time is 52 minutes."; selfstudy.said_back_examples),
-    # scored by the teacher reading the exchange. Needs rule_questions.
+    # scored by the teacher reading the exchange. Needs rule_questions. Off: not
+    # measured yet.
     rule_answers: bool = False
     # Each training statement question asked again in up to this many other words
     # (prompts.QUESTION_REWORDER, greedy then sampled; selfstudy.reworded_examples),
