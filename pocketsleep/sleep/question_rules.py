@@ -10,9 +10,12 @@ run with?" and "What is my neighbour's name?". A clause no rule fits gets none; 
 rules never see the answer, only the words that frame it.
 
 The rules read clauses: a message cut into sentences, each cut at ", ", "; ", " and ",
-" so ", " but " and " because ". A leading "he", "she", "his" or "her" is read as the
+" so ", " but " and " because ", lead-ins ("Also", "Remind me:") dropped. A leading "he", "she", "his" or "her" is read as the
 last person or pet the user named ("my sister", "a dog": RELATIONS), so "She lives in
 Rotterdam" asks "Where does my sister live?".
+
+Off by default (SleepOptions.rule_questions): on dev-week a night learned day 1
+better and later days worse (bench/RESULTS.md, twenty-eighth round).
 """
 
 from __future__ import annotations
