@@ -29,6 +29,7 @@ def asked(statement: str, earlier: str = "") -> list[str]:
     # A feeling, a request, a question and small talk ask nothing.
     ("I'm sorry, I'm tired today.", []),
     ("Can you help me plan meals?", []),
+    ("Is my sister Elena coming? I'm allergic to walnuts.", ["What am I allergic to?"]),
     ("Thanks, that helps!", []),
     ("My sister is visiting next month.", []),
     ("", []),

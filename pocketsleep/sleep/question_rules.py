@@ -87,15 +87,13 @@ def clauses(sentence: str) -> list[str]:
 
 
 def _names_someone(words: str) -> bool:
-    """A person or pet: a capitalised name, or a relation after "my"."""
+    """A person or pet: a capitalised name, or a word of RELATIONS."""
     return bool(re.search(r"\b[A-Z][a-z]+\b", words)
                 or any(w.lower() in RELATIONS for w in re.findall(r"[a-z]+", words)))
 
 
 def clause_questions(clause: str) -> list[str]:
     """The questions the rules ask of one clause ([] where none fits)."""
-    if clause.endswith("?"):
-        return []
     found = []
     for m in _POSSESSIVE_BE.finditer(clause):
         thing, be = m.group(1), m.group(2).lower()
@@ -172,7 +170,8 @@ def rule_questions(statement: str, earlier: str = "") -> list[tuple[str, str, st
     seen: set[str] = set()
     referent = last_referent(earlier)
     for sentence in sentences(statement):
-        for clause in clauses(sentence):
+        # A question the user asks tells nothing (clauses lose their "?", so here).
+        for clause in ([] if sentence.endswith("?") else clauses(sentence)):
             read = resolved(clause, referent)
             for q in clause_questions(read):
                 if q not in seen:
